@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build the ROS interfaces (msg/, srv/) with rosidl + ament_cmake from the pip wheels into build/ and
+# install/. Idempotent: skipped when msg/, srv/, CMakeLists.txt, package.xml and this script are unchanged
+# (hash stamp in install/). Use: bash scripts/build_interfaces.sh [--force]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  # shellcheck disable=SC1091
+  . "$root/.venv/bin/activate"
+fi
+build="$root/build"
+install="$root/install"
+stamp="$install/.converseg-interfaces-stamp"
+want=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml nodes/* "$0" | sha256sum | cut -d' ' -f1)
+if [ "${1:-}" != "--force" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
+   && [ -d "$install/lib/python3.11/site-packages/converseg_ros/msg" ]; then
+  echo "[build_interfaces] up to date ($install)"
+  exit 0
+fi
+
+# The wheels' exported CMake files name the wheel-build machine's Python and NumPy include directories;
+# point them at this machine's. NumPy's headers live inside the venv, and when the venv sits inside this
+# source tree CMake refuses to export an include path "prefixed in the source directory" (CMP0052), so
+# they are reached through a symlink outside the tree. Idempotent.
+py_inc=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+np_real=$(python -c 'import numpy; print(numpy.get_include())')
+np_link="${XDG_CACHE_HOME:-$HOME/.cache}/converseg_ros/numpy-include-$(echo "$VIRTUAL_ENV" | sha256sum | cut -c1-12)"
+mkdir -p "$(dirname "$np_link")"
+ln -sfn "$np_real" "$np_link"
+(grep -rlF --include='*.cmake' -e /opt/python/cp311-cp311/ -e "$np_real" "$VIRTUAL_ENV/share" 2>/dev/null || true) \
+  | while read -r f; do
+  sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_link#g" \
+         -e "s#$np_real#$np_link#g" \
+         -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
+done
+
+mkdir -p "$build"
+log="$build/build_interfaces.log"
+echo "[build_interfaces] building msg/ and srv/ into $install"
+export AMENT_PREFIX_PATH="$VIRTUAL_ENV"   # rosidl finds its typesupports through the ament index
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$VIRTUAL_ENV" -DCMAKE_INSTALL_PREFIX="$install" \
+  -DPython3_EXECUTABLE="$(command -v python)" -DPython3_NumPy_INCLUDE_DIR="$np_link" \
+  -DCONVERSEG_INSTALL_PYTHON_SOURCES=OFF \
+  -DBUILD_TESTING=OFF > "$log" 2>&1 || { cat "$log"; exit 1; }
+cmake --build "$build" -j2 >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }
+cmake --install "$build" >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }
+echo "$want" > "$stamp"
+echo "[build_interfaces] done (log: $log)"
