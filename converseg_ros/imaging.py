@@ -119,4 +119,4 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         raise ImageError("floating-point images are not supported; convert to 8 or 16 bits")
     image.info.pop("icc_profile", None)
-    return as_rgb(np.asarray(image.convert("RGB")))
+    return as_rgb(np.array(image.convert("RGB")))

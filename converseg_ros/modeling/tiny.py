@@ -21,7 +21,7 @@ import yaml
 
 from converseg_ros.modeling.atomic import atomic_dir
 
-TINY_FORMAT_VERSION = 3
+TINY_FORMAT_VERSION = 4
 
 SPECIAL_TOKENS = [  # Qwen2.5-VL's added special tokens, in vocabulary order.
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -180,8 +180,8 @@ def _scale_init(module: torch.nn.Module, gain: float) -> None:
     """A 0.02-std init makes a 2-layer model ignore its input; widen it so outputs depend on it."""
     with torch.no_grad():
         for name, param in module.named_parameters():
-            if param.ndim >= 2 and "lora_B" not in name:
-                param.normal_(0.0, gain / param.shape[-1] ** 0.5)
+            if param.ndim == 2 and "lora_B" not in name:  # Linear weights [out, in]
+                param.normal_(0.0, gain / param.shape[1] ** 0.5)
 
 
 def build_tiny_files(root: Path, seed: int = 0) -> Path:
