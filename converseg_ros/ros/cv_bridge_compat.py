@@ -14,7 +14,7 @@ _tried = False
 
 
 def get_bridge() -> Any | None:
-    """A CvBridge instance, or None when cv_bridge is missing or broken (reason in :func:`unavailable_reason`)."""
+    """A CvBridge instance, or None when cv_bridge is missing or broken (see unavailable_reason)."""
     global _bridge, _import_error, _tried
     if not _tried:
         _tried = True

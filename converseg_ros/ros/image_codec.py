@@ -47,9 +47,7 @@ class Layout:
 def layout(encoding: str, is_bigendian: bool = False) -> Layout:
     """Return the dtype (in the message's byte order) and channel count of ``encoding``."""
     if encoding not in ENCODINGS:
-        raise ImageCodecError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
-        )
+        raise ImageCodecError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
     kind, channels = ENCODINGS[encoding]
     return Layout(np.dtype(kind).newbyteorder(">" if is_bigendian else "<"), channels)
 

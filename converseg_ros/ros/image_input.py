@@ -19,7 +19,9 @@ from converseg_ros.ros.image_codec import (
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
 
 
-def image_to_rgb8(msg: Any, cv_bridge_policy: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def image_to_rgb8(
+    msg: Any, cv_bridge_policy: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """sensor_msgs/Image -> HxWx3 uint8 RGB copy; raises ImageCodecError with a clear reason."""
     if cv_bridge_compat.wants_bridge(msg.encoding, cv_bridge_policy):
         if int(msg.height) * int(msg.width) > max_pixels:
@@ -35,8 +37,10 @@ def compressed_to_rgb8(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise ImageCodecError(f"empty compressed image (format={msg.format!r})")
     if size > MAX_COMPRESSED_BYTES:
         raise ImageCodecError(f"compressed image of {size} bytes exceeds {MAX_COMPRESSED_BYTES}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8) if not isinstance(msg.data, list) else np.asarray(
-        msg.data, dtype=np.uint8
+    buf = (
+        np.frombuffer(msg.data, dtype=np.uint8)
+        if not isinstance(msg.data, list)
+        else np.asarray(msg.data, dtype=np.uint8)
     )
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None:

@@ -39,7 +39,9 @@ def raw_message(arr: np.ndarray, encoding: str, big_endian: bool, pad: int) -> I
 @pytest.mark.parametrize("encoding", list(codec.ENCODINGS))
 @pytest.mark.parametrize("big_endian", [False, True])
 @pytest.mark.parametrize("pad", [0, 3])
-def test_decode_matches_for_every_encoding_order_and_padding(encoding: str, big_endian: bool, pad: int) -> None:
+def test_decode_matches_for_every_encoding_order_and_padding(
+    encoding: str, big_endian: bool, pad: int
+) -> None:
     arr = sample(encoding)
     out = codec.decode(raw_message(arr, encoding, big_endian, pad))
     assert out.dtype.isnative and out.shape == arr.shape

@@ -1,0 +1,19 @@
+"""``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``: runs converseg_node.
+
+Thin entry point; the node lives in :mod:`converseg_ros.ros.node` (only that layer imports rclpy).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(args: list[str] | None = None) -> int:
+    """Start converseg_node (autostart: configure + activate) and spin until shutdown."""
+    from converseg_ros.ros.node import main as node_main
+
+    return node_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

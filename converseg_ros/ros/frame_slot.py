@@ -1,0 +1,68 @@
+"""A one-element "latest frame" slot: callbacks overwrite it, the worker reads the newest frame."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A received camera message with its reception order and time (never decoded by callbacks)."""
+
+    msg: Any  # sensor_msgs/Image or CompressedImage, untouched
+    seq: int  # reception order, 1, 2, ... (0 = no frame yet)
+    stamp_ns: int  # header stamp, or the reception time when the stamp is zero
+    received_ns: int  # node clock at reception
+
+
+class LatestSlot:
+    """Thread-safe holder of the newest frame; ``put`` never blocks on the model and never queues."""
+
+    def __init__(self, on_put: Any = None) -> None:
+        self._lock = threading.Lock()
+        self._frame: Frame | None = None
+        self._seq = 0
+        self._overwritten = 0
+        self._taken_seq = 0
+        self._on_put = on_put
+
+    def put(self, msg: Any, stamp_ns: int, received_ns: int) -> Frame:
+        """Store ``msg`` as the newest frame (replacing an unprocessed one) and notify the worker."""
+        with self._lock:
+            self._seq += 1
+            if self._frame is not None and self._frame.seq > self._taken_seq:
+                self._overwritten += 1
+            self._frame = Frame(msg, self._seq, stamp_ns if stamp_ns > 0 else received_ns, received_ns)
+            frame = self._frame
+        if self._on_put is not None:
+            self._on_put()
+        return frame
+
+    def latest(self) -> Frame | None:
+        """The newest frame (or None)."""
+        with self._lock:
+            return self._frame
+
+    def mark_taken(self, seq: int) -> None:
+        """Record that the worker processed the frame ``seq`` (for the overwritten-frames count)."""
+        with self._lock:
+            self._taken_seq = max(self._taken_seq, seq)
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the newest frame (0 before the first)."""
+        with self._lock:
+            return self._seq
+
+    @property
+    def overwritten(self) -> int:
+        """Frames replaced before the worker took them (dropped, not queued)."""
+        with self._lock:
+            return self._overwritten
+
+    def clear(self) -> None:
+        """Forget the stored frame (on deactivate)."""
+        with self._lock:
+            self._frame = None

@@ -1,0 +1,63 @@
+"""Model checks (configure) and engine construction (activate) for converseg_node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from converseg_ros.ros.params import NodeConfig
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What configure resolved: preset, whether it is trained, device and precision."""
+
+    preset: str
+    trained: bool
+    description: str
+    device: str
+    precision: str
+
+
+def resolve_device(device: str, precision: str) -> tuple[str, str]:
+    """auto -> cuda when available else cpu; auto precision -> bf16 on cuda, fp32 on cpu."""
+    if device == "auto" or precision == "auto":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    if precision == "auto":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    return device, precision
+
+
+def check_model(cfg: NodeConfig) -> ModelChoice:
+    """Validate the preset and make sure its files are local (raises ConverSegError/ValueError with the
+    file or preset at fault). Builds the tiny model's files on first use; downloads only if allowed."""
+    from converseg_ros.modeling.presets import load_preset, resolve_files
+
+    spec = load_preset(cfg.preset).with_overrides(**cfg.overrides())
+    resolve_files(spec, allow_download=cfg.allow_download)
+    device, precision = resolve_device(cfg.device, cfg.precision)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={cfg.device!r} but CUDA is not available (set device:=cpu or auto)")
+    return ModelChoice(cfg.preset, bool(spec.trained), spec.description, device, precision)
+
+
+def load_engine(cfg: NodeConfig, choice: ModelChoice) -> Any:
+    """Build the ConverSeg engine on the chosen device (the slow part of activation)."""
+    from converseg_ros.engine import ConverSegEngine
+
+    kwargs: dict[str, Any] = {
+        "device": choice.device,
+        "precision": choice.precision,
+        "allow_download": cfg.allow_download,
+    }
+    overrides = cfg.overrides()
+    if overrides:
+        kwargs["overrides"] = overrides
+    return ConverSegEngine.from_preset(cfg.preset, **kwargs)

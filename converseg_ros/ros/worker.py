@@ -1,0 +1,368 @@
+"""The inference worker: one thread that takes the newest frame, encodes it once and segments every query
+due on it in one batch. Plain Python (no rclpy): the node hands it callables and reads its results.
+
+Callbacks never wait for the model: they overwrite the frame slot (:class:`LatestSlot`) or append a job and
+notify. Frames are never queued: a frame that arrives while the model is busy replaces the previous one.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from converseg_ros.errors import ConverSegError, ImageError, QueryError
+from converseg_ros.ros.frame_slot import Frame, LatestSlot
+from converseg_ros.ros.image_codec import ImageCodecError
+
+MODE_CONTINUOUS = 0
+MODE_ONCE = 1
+
+
+@dataclass(frozen=True)
+class Query:
+    """A validated query: id and text as echoed in results, issue time, mode."""
+
+    id: str
+    text: str
+    stamp_ns: int
+    mode: int = MODE_CONTINUOUS
+
+
+@dataclass
+class Job:
+    """A one-shot request: a once-query from a topic or a segment service call (maybe with its own image)."""
+
+    query: Query
+    policy: str = "latest"  # latest: newest fresh frame; next: a frame received after `after_seq`
+    after_seq: int = 0
+    inline_msg: Any = None  # an image inside the service request (used instead of a camera frame)
+    from_service: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+    batch: Batch | None = None
+    outcome: Outcome | None = None
+
+
+@dataclass
+class Outcome:
+    """One query's answer on one frame: the engine's output, or the reason there is none."""
+
+    query: Query
+    output: Any = None  # SegmentationOutput
+    error: str | None = None
+
+
+@dataclass
+class Batch:
+    """Everything computed on one frame (shared by all its queries)."""
+
+    frame: Frame
+    rgb: np.ndarray | None
+    outcomes: list[Outcome]
+    encode_ms: float = 0.0
+    segment_ms: float = 0.0
+    jobs: list[Job] = field(default_factory=list)
+
+
+@dataclass
+class WorkerSettings:
+    """Knobs the node may change at run time."""
+
+    max_image_age_s: float = 1.0
+    max_rate_hz: float = 0.0
+    min_region_area_px: int = 64
+    max_regions: int = 10
+
+
+@dataclass
+class WorkerStats:
+    """Counters for diagnostics and the soak benchmark."""
+
+    frames_processed: int = 0
+    frames_stale: int = 0
+    frames_bad: int = 0
+    queries_answered: int = 0
+    errors: int = 0
+    last_error: str = ""
+    last_encode_ms: float = 0.0
+    last_segment_ms: float = 0.0
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA (or CPU allocator) out-of-memory errors."""
+    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+def free_accelerator_cache() -> None:
+    """Release cached GPU memory after an OOM (no-op without CUDA)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
+class InferenceWorker:
+    """Owns the inference thread; see the module docstring for the scheduling rules."""
+
+    def __init__(
+        self,
+        engine: Any,
+        slot: LatestSlot,
+        decode: Callable[[Any], np.ndarray],
+        publish: Callable[[Batch], None],
+        clock_ns: Callable[[], int],
+        settings: WorkerSettings,
+        on_stale: Callable[[Frame, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.slot = slot
+        self.settings = settings
+        self.stats = WorkerStats()
+        self._decode = decode
+        self._publish = publish
+        self._clock_ns = clock_ns
+        self._on_stale = on_stale
+        self._cond = threading.Condition()
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._continuous: Query | None = None
+        self._enabled = True
+        self._seen_seq = 0  # newest frame already judged (fresh or stale)
+        self._continuous_seq = 0  # newest frame the continuous query ran on
+        self._last_continuous_ns = 0
+        self._cache: tuple[int, Any, np.ndarray] | None = None  # (frame seq, encoding, rgb)
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="converseg-inference", daemon=True)
+
+    # -- called from ROS callbacks (never block on the model) -------------------------------------
+    def start(self) -> None:
+        """Start the inference thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current batch; pending jobs are answered with an error."""
+        with self._cond:
+            self._stop = True
+            pending = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+        for job in pending:
+            self._finish(job, None, Outcome(job.query, error="node deactivated"))
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """Wake the worker (a new frame arrived)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def set_continuous(self, query: Query | None) -> None:
+        """Replace (or clear, with None) the continuous query; it first runs on the newest fresh frame."""
+        with self._cond:
+            self._continuous = query
+            self._continuous_seq = 0
+            self._cond.notify_all()
+
+    @property
+    def continuous(self) -> Query | None:
+        """The active continuous query."""
+        return self._continuous
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Pause/resume processing of topic queries (service calls are always answered)."""
+        with self._cond:
+            self._enabled = enabled
+            self._cond.notify_all()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether topic queries are processed."""
+        return self._enabled
+
+    def submit(self, job: Job) -> Job:
+        """Queue a one-shot job (returns it; wait on ``job.done``)."""
+        with self._cond:
+            if job.inline_msg is None and job.policy == "next":
+                job.after_seq = self.slot.seq
+            self._jobs.append(job)
+            self._cond.notify_all()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Forget a job whose caller stopped waiting."""
+        with self._cond:
+            job.cancelled = True
+            if job in self._jobs:
+                self._jobs.remove(job)
+
+    @property
+    def pending_jobs(self) -> int:
+        """Jobs waiting for a frame or the model."""
+        with self._cond:
+            return len(self._jobs)
+
+    # -- the inference thread ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                plan, wait_s = self._plan()
+                while plan is None:
+                    if self._stop:
+                        return
+                    self._cond.wait(wait_s)
+                    plan, wait_s = self._plan()
+                if self._stop:
+                    return
+            self._run(*plan)
+
+    def _plan(self) -> tuple[tuple[Frame, list[Query], list[Job]] | None, float]:
+        """Choose the next batch (called with the lock held): (frame, queries, jobs) or None + wait time."""
+        if self._stop:
+            return None, 0.0
+        for job in list(self._jobs):
+            if job.inline_msg is not None:
+                self._jobs.remove(job)
+                now = self._clock_ns()
+                frame = Frame(job.inline_msg, 0, _stamp_ns(job.inline_msg) or now, now)
+                return (frame, [job.query], [job]), 0.0
+        frame = self.slot.latest()
+        if frame is None:
+            return None, 1.0
+        now = self._clock_ns()
+        max_age = self.settings.max_image_age_s
+        age_s = (now - frame.stamp_ns) / 1e9
+        fresh = max_age <= 0 or age_s <= max_age
+        if frame.seq > self._seen_seq:
+            self._seen_seq = frame.seq
+            if not fresh:
+                self.stats.frames_stale += 1
+                self.slot.mark_taken(frame.seq)
+                if self._on_stale is not None:
+                    self._on_stale(frame, age_s)
+        if not fresh:
+            return None, 1.0
+        jobs = [
+            j
+            for j in self._jobs
+            if (j.from_service or self._enabled) and (j.policy == "latest" or frame.seq > j.after_seq)
+        ]
+        queries = [j.query for j in jobs]
+        wait_s = 1.0
+        cont = self._continuous
+        if cont is not None and self._enabled and frame.seq > self._continuous_seq:
+            period_ns = int(1e9 / self.settings.max_rate_hz) if self.settings.max_rate_hz > 0 else 0
+            due_ns = self._last_continuous_ns + period_ns
+            if now >= due_ns:
+                queries.insert(0, cont)
+                self._continuous_seq = frame.seq
+                self._last_continuous_ns = now
+            else:
+                wait_s = (due_ns - now) / 1e9
+        if not queries:
+            return None, wait_s
+        for job in jobs:
+            self._jobs.remove(job)
+        return (frame, queries, jobs), 0.0
+
+    def _run(self, frame: Frame, queries: list[Query], jobs: list[Job]) -> None:
+        batch = self._infer(frame, queries)
+        batch.jobs = jobs
+        if frame.seq:
+            self.slot.mark_taken(frame.seq)
+        by_id = {id(o.query): o for o in batch.outcomes}
+        for job in jobs:
+            self._finish(job, batch, by_id[id(job.query)])
+        try:
+            self._publish(batch)
+        except Exception as exc:  # noqa: BLE001 - a publishing bug must not kill the worker
+            self.stats.errors += 1
+            self.stats.last_error = f"publish failed: {type(exc).__name__}: {exc}"
+
+    def _finish(self, job: Job, batch: Batch | None, outcome: Outcome) -> None:
+        job.batch, job.outcome = batch, outcome
+        job.done.set()
+
+    def _infer(self, frame: Frame, queries: list[Query]) -> Batch:
+        """Decode, encode once (or reuse the cached encoding of this frame), segment all queries."""
+
+        def failed(reason: str, rgb: np.ndarray | None = None) -> Batch:
+            self.stats.errors += 1
+            self.stats.last_error = reason
+            return Batch(frame, rgb, [Outcome(q, error=reason) for q in queries])
+
+        cached = self._cache if frame.seq and self._cache and self._cache[0] == frame.seq else None
+        encode_ms = 0.0
+        if cached is not None:
+            _, encoding, rgb = cached
+        else:
+            try:
+                rgb = self._decode(frame.msg)
+            except (ImageCodecError, ImageError) as exc:
+                self.stats.frames_bad += 1
+                return failed(f"bad image: {exc}")
+            t0 = time.perf_counter()
+            try:
+                encoding = self.engine.encode_frame(rgb)
+            except ImageError as exc:
+                self.stats.frames_bad += 1
+                return failed(f"bad image: {exc}", rgb)
+            except Exception as exc:  # noqa: BLE001 - model failures are reported, the node keeps serving
+                return failed(self._model_failure(exc), rgb)
+            encode_ms = (time.perf_counter() - t0) * 1e3
+            self._cache = (frame.seq, encoding, rgb) if frame.seq else None
+        self.stats.frames_processed += 1
+        self.stats.last_encode_ms = encode_ms
+        t0 = time.perf_counter()
+        outcomes = self._segment(encoding, queries)
+        segment_ms = (time.perf_counter() - t0) * 1e3
+        self.stats.last_segment_ms = segment_ms
+        self.stats.queries_answered += sum(o.error is None for o in outcomes)
+        return Batch(frame, rgb, outcomes, encode_ms, segment_ms)
+
+    def _segment(self, encoding: Any, queries: list[Query]) -> list[Outcome]:
+        kwargs = {
+            "min_region_area": self.settings.min_region_area_px,
+            "max_regions": self.settings.max_regions,
+        }
+        try:
+            outs = self.engine.segment(encoding, [q.text for q in queries], **kwargs)
+            return [Outcome(q, output=o) for q, o in zip(queries, outs, strict=True)]
+        except QueryError:  # one bad query must not sink the others: retry one by one
+            return [self._segment_one(encoding, q, kwargs) for q in queries]
+        except Exception as exc:  # noqa: BLE001
+            reason = self._model_failure(exc)
+            return [Outcome(q, error=reason) for q in queries]
+
+    def _segment_one(self, encoding: Any, query: Query, kwargs: dict[str, int]) -> Outcome:
+        try:
+            return Outcome(query, output=self.engine.segment(encoding, [query.text], **kwargs)[0])
+        except QueryError as exc:
+            return Outcome(query, error=f"bad query: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            return Outcome(query, error=self._model_failure(exc))
+
+    def _model_failure(self, exc: BaseException) -> str:
+        self.stats.errors += 1
+        if is_out_of_memory(exc):
+            free_accelerator_cache()
+            self._cache = None
+            reason = f"model out of memory ({type(exc).__name__}); cache freed, will retry on the next frame"
+        elif isinstance(exc, ConverSegError):
+            reason = f"model error: {exc}"
+        else:
+            reason = f"model failure: {type(exc).__name__}: {exc}"
+        self.stats.last_error = reason
+        return reason
+
+
+def _stamp_ns(msg: Any) -> int:
+    stamp = msg.header.stamp
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
