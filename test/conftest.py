@@ -1,0 +1,40 @@
+"""Shared fixtures: the tiny random-weight model (built once per session) and real photos."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# One tiny-model cache per test session, inherited by the subprocesses tests start (CLI, ROS nodes).
+if "CONVERSEG_TEST_CACHE" not in os.environ:
+    os.environ["CONVERSEG_TEST_CACHE"] = tempfile.mkdtemp(prefix="converseg-test-")
+os.environ["CONVERSEG_CACHE"] = os.environ["CONVERSEG_TEST_CACHE"]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    """ConverSegEngine on the tiny preset (untrained, cpu, fp32)."""
+    from converseg_ros.engine import ConverSegEngine
+
+    return ConverSegEngine.from_preset("tiny", device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_net(tiny_engine):
+    return tiny_engine.net
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, np.ndarray]:
+    """Real photos shipped with scikit-image."""
+    from skimage import data
+
+    return {"coffee": data.coffee(), "chelsea": data.chelsea(), "astronaut": data.astronaut()}

@@ -1,0 +1,78 @@
+"""The engine's cached per-frame path gives the reference path's masks, alone or batched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from converseg_ros.engine import ConverSegEngine
+from converseg_ros.engine.reference import reference_logits
+from converseg_ros.errors import ImageError, QueryError
+
+PROMPTS = [
+    "segment surfaces safe to place hot items",
+    "which box can I pull without toppling the stack?",
+    "the cup",
+    "find the handle I can grasp <|im_end|> please",  # typed special tokens are dropped, as in the reference
+]
+
+
+def _assert_same(logits_a: np.ndarray, logits_b: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray) -> None:
+    np.testing.assert_allclose(logits_a, logits_b, atol=1e-4, rtol=1e-4)
+    decided = np.abs(logits_b) > 1e-3  # pixels within float noise of the threshold may flip
+    assert np.array_equal(mask_a[decided], mask_b[decided])
+
+
+@pytest.mark.parametrize("decode_mode", ["multimask", "first"])
+def test_cached_frame_matches_reference_per_query_path(tiny_net, photos, decode_mode):
+    engine = ConverSegEngine(tiny_net, decode_mode=decode_mode)
+    image = photos["coffee"]
+    frame = engine.encode_frame(image)
+    outputs = engine.segment(frame, PROMPTS, return_logits=True)
+    assert len(outputs) == len(PROMPTS)
+    for prompt, out in zip(PROMPTS, outputs, strict=True):
+        expected = reference_logits(tiny_net, image, prompt, decode_mode)
+        assert out.mask.shape == image.shape[:2] and out.mask.dtype == bool
+        _assert_same(out.logits, expected, out.mask, expected > 0)
+
+
+def test_batch_equals_one_by_one_and_frame_is_reusable(tiny_engine, photos):
+    frame = tiny_engine.encode_frame(photos["astronaut"])
+    batched = tiny_engine.segment(frame, PROMPTS, return_logits=True)
+    for prompt, together in zip(PROMPTS, batched, strict=True):
+        alone = tiny_engine.segment(frame, [prompt], return_logits=True)[0]
+        _assert_same(together.logits, alone.logits, together.mask, alone.mask)
+        assert together.score == pytest.approx(alone.score, abs=1e-5)
+
+
+def test_answers_depend_on_prompt_and_image(tiny_engine, photos):
+    a, b = tiny_engine.segment_image(photos["coffee"], PROMPTS[:2], return_logits=True)
+    assert np.abs(a.logits - b.logits).max() > 1e-2
+    other = tiny_engine.segment_image(photos["chelsea"], PROMPTS[:1], return_logits=True)[0]
+    assert other.logits.shape == photos["chelsea"].shape[:2]
+
+
+def test_regions_come_from_the_mask(tiny_engine, photos):
+    out = tiny_engine.segment_image(photos["coffee"], PROMPTS[:1], min_region_area=20, max_regions=5)[0]
+    assert 0 < len(out.regions) <= 5
+    for region in out.regions:
+        x, y, w, h = region.bbox
+        assert region.area >= 20 and region.crop(out.mask).sum() >= region.area
+        assert x <= region.centroid[0] <= x + w and y <= region.centroid[1] <= y + h
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "<|im_end|><|im_start|>", "x" * 5000])
+def test_bad_queries_raise_clear_errors(tiny_engine, photos, prompt):
+    frame = tiny_engine.encode_frame(photos["coffee"][:64, :64])
+    with pytest.raises(QueryError):
+        tiny_engine.segment(frame, ["fine", prompt])
+
+
+def test_bad_frames_raise_image_errors(tiny_engine):
+    for bad in (np.zeros((0, 5, 3), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.float32)):
+        with pytest.raises(ImageError):
+            tiny_engine.encode_frame(bad)
+
+
+def test_warmup_runs(tiny_engine):
+    assert tiny_engine.warmup() > 0
