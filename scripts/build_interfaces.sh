@@ -37,12 +37,15 @@ done
 
 mkdir -p "$build"
 log="$build/build_interfaces.log"
+# RPATH: the generated libraries find each other without LD_LIBRARY_PATH (lib/ and the Python extension
+# modules three levels below it), so a plain `python` with only PYTHONPATH set can load the messages.
 echo "[build_interfaces] building msg/ and srv/ into $install"
 export AMENT_PREFIX_PATH="$VIRTUAL_ENV"   # rosidl finds its typesupports through the ament index
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$VIRTUAL_ENV" -DCMAKE_INSTALL_PREFIX="$install" \
   -DPython3_EXECUTABLE="$(command -v python)" -DPython3_NumPy_INCLUDE_DIR="$np_link" \
   -DCONVERSEG_INSTALL_PYTHON_SOURCES=OFF \
+  -DCMAKE_INSTALL_RPATH='$ORIGIN;$ORIGIN/../../..' -DCMAKE_INSTALL_RPATH_USE_LINK_PATH=ON \
   -DBUILD_TESTING=OFF > "$log" 2>&1 || { cat "$log"; exit 1; }
 cmake --build "$build" -j2 >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }
 cmake --install "$build" >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }

@@ -1,0 +1,235 @@
+"""ConverSegClient (numpy/str in, result out) and the ``converseg-query`` command.
+
+converseg-query "segment surfaces safe to place hot items"                 # service, camera frame
+converseg-query "the cup" --image photo.jpg --save-overlay out.png        # service, inline image
+converseg-query "the cup" --publish                                        # continuous topic query
+converseg-query "the cup" --publish --once --save-overlay out.png          # once; waits for its result
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from converseg_ros.msg import SegmentationQuery, SegmentationResult
+from converseg_ros.ros import qos
+from converseg_ros.ros.image_codec import decode, encode
+from converseg_ros.srv import Segment
+
+
+class ConverSegClient:
+    """Talks to one converseg_node (in ``namespace``) from an existing rclpy node."""
+
+    def __init__(self, node: Node, namespace: str = "") -> None:
+        self.node = node
+        prefix = namespace.rstrip("/") + "/" if namespace else ""
+        self._segment = node.create_client(Segment, f"{prefix}segment")
+        self._query_pub = node.create_publisher(SegmentationQuery, f"{prefix}query", qos.command_qos())
+        self._results: list[SegmentationResult] = []
+        self._overlays: list[Image] = []
+        node.create_subscription(
+            SegmentationResult, f"{prefix}result", self._results.append, qos.output_qos()
+        )
+        self._overlay_topic = f"{prefix}overlay"
+        self._overlay_sub: Any = None
+
+    def wait_for_service(self, timeout_s: float = 10.0) -> bool:
+        """True once the node's segment service is reachable."""
+        return self._segment.wait_for_service(timeout_sec=timeout_s)
+
+    def segment(
+        self,
+        query: str,
+        image: np.ndarray | None = None,
+        frame_policy: str = "",
+        timeout_s: float = 0.0,
+        return_overlay: bool = False,
+        query_id: str = "",
+    ) -> Segment.Response:
+        """Call the segment service (``image``: HxWx3 uint8 RGB, else a camera frame); blocks."""
+        req = Segment.Request(
+            query=query,
+            query_id=query_id,
+            frame_policy=frame_policy,
+            timeout_s=float(timeout_s),
+            return_overlay=return_overlay,
+        )
+        if image is not None:
+            encode(np.ascontiguousarray(image, dtype=np.uint8), "rgb8", req.image)
+            req.image.header.stamp = self.node.get_clock().now().to_msg()
+        future = self._segment.call_async(req)
+        wait = (timeout_s or 60.0) + 10.0
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=wait)
+        if not future.done():
+            raise TimeoutError(f"no answer from the segment service within {wait:.0f} s")
+        return future.result()
+
+    def publish_query(self, text: str, once: bool = False, query_id: str = "") -> SegmentationQuery:
+        """Publish a query on the node's ``query`` topic (continuous unless ``once``)."""
+        msg = SegmentationQuery(id=query_id, text=text, mode=SegmentationQuery.MODE_ONCE if once else 0)
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self._query_pub.publish(msg)
+        return msg
+
+    def watch_overlay(self) -> None:
+        """Start collecting overlay images (the node renders them only while someone subscribes)."""
+        if self._overlay_sub is None:
+            self._overlay_sub = self.node.create_subscription(
+                Image, self._overlay_topic, self._overlays.append, qos.output_qos(1)
+            )
+
+    def wait_for_result(
+        self, query_id: str = "", text: str = "", timeout_s: float = 30.0
+    ) -> SegmentationResult:
+        """First result for ``query_id`` (or, when the node assigned the id, for ``text``)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for result in self._results:
+                if (query_id and result.query_id == query_id) or (not query_id and result.query == text):
+                    self._results.remove(result)
+                    return result
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        raise TimeoutError(f"no result for query {query_id or text!r} within {timeout_s:.0f} s")
+
+    def wait_for_overlay(self, header: Any, timeout_s: float = 5.0) -> Image | None:
+        """The overlay whose header matches a result's header (None on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for overlay in self._overlays:
+                if overlay.header.stamp == header.stamp and overlay.header.frame_id == header.frame_id:
+                    return overlay
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return None
+
+
+def describe(result: SegmentationResult) -> str:
+    """Human-readable summary of a result."""
+    lines = [
+        f"query {result.query_id}: {result.query!r}",
+        f"  success: {result.success}" + (f" ({result.message})" if result.message else ""),
+        f"  frame: {result.header.frame_id or '-'} "
+        f"@ {result.header.stamp.sec}.{result.header.stamp.nanosec:09d}",
+    ]
+    if result.success:
+        coverage = 0.0
+        if result.mask.width and result.mask.height:
+            coverage = float(np.count_nonzero(decode(result.mask))) / (result.mask.width * result.mask.height)
+        lines.append(
+            f"  mask: {result.mask.width}x{result.mask.height} {result.mask.encoding}, "
+            f"{coverage:.1%} of the image, score {result.score:.3f}"
+        )
+        lines.append(
+            f"  timing: encode {result.encode_ms:.0f} ms, inference {result.inference_ms:.0f} ms, "
+            f"latency {result.latency_ms:.0f} ms"
+        )
+        for r in result.regions:
+            b = r.bbox
+            pos = (
+                f" at ({r.position.x:.2f}, {r.position.y:.2f}, {r.position.z:.2f}) m"
+                if r.has_position
+                else ""
+            )
+            lines.append(
+                f"  region {r.id}: score {r.score:.2f}, area {r.area_px} px, bbox x={b.x_offset} "
+                f"y={b.y_offset} w={b.width} h={b.height}, centroid ({r.centroid_x:.0f}, "
+                f"{r.centroid_y:.0f}){pos}"
+            )
+    return "\n".join(lines)
+
+
+def save_rgb(msg: Image, path: str) -> None:
+    """Write an rgb8/bgr8 image message as PNG/JPEG."""
+    import cv2
+
+    from converseg_ros.ros.image_input import image_to_rgb8
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(path, image_to_rgb8(msg)[:, :, ::-1]):
+        raise OSError(f"could not write {path}")
+
+
+def load_rgb(path: str) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB."""
+    import cv2
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SystemExit(f"cannot read image {path}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="converseg-query", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("query", help="the query in natural language")
+    p.add_argument(
+        "--namespace", default="/converseg", help="namespace of converseg_node (default /converseg)"
+    )
+    p.add_argument("--image", help="segment this image file (service only; default: a camera frame)")
+    p.add_argument("--policy", default="", choices=["", "latest", "next"], help="camera frame policy")
+    p.add_argument("--timeout", type=float, default=0.0, help="seconds (0 = the node's default)")
+    p.add_argument("--publish", action="store_true", help="publish on the query topic instead of the service")
+    p.add_argument("--once", action="store_true", help="with --publish: answer once, not continuously")
+    p.add_argument("--id", default="", help="query id (echoed in results)")
+    p.add_argument("--save-overlay", metavar="PNG", help="write the overlay image here")
+    p.add_argument("--wait-service", type=float, default=30.0, help="seconds to wait for the node")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``converseg-query``: print the result of one query (exit 1 when it failed)."""
+    from rclpy.utilities import remove_ros_args
+
+    argv = sys.argv if argv is None else argv
+    args = parse_args(remove_ros_args(argv)[1:])
+    rclpy.init(args=argv)
+    node = Node("converseg_query")
+    client = ConverSegClient(node, args.namespace)
+    try:
+        if args.publish:
+            if args.save_overlay:
+                client.watch_overlay()
+            time.sleep(0.5)  # let discovery match the query publisher with the node
+            qid = args.id or f"cli-{int(time.time() * 1000) % 10**8}"
+            client.publish_query(args.query, once=args.once, query_id=qid)
+            result = client.wait_for_result(qid, timeout_s=args.timeout or 60.0)
+            overlay = client.wait_for_overlay(result.header) if args.save_overlay else None
+        else:
+            if not client.wait_for_service(args.wait_service):
+                print(f"segment service not available under {args.namespace!r}", file=sys.stderr)
+                return 2
+            image = load_rgb(args.image) if args.image else None
+            resp = client.segment(
+                args.query, image, args.policy, args.timeout, bool(args.save_overlay), args.id
+            )
+            result = resp.result
+            if not resp.success:
+                result.message = resp.message
+            overlay = resp.overlay if resp.overlay.height else None
+        print(describe(result))
+        if args.save_overlay:
+            if overlay is None:
+                print("no overlay received", file=sys.stderr)
+            else:
+                save_rgb(overlay, args.save_overlay)
+                print(f"  overlay: {args.save_overlay}")
+        return 0 if result.success else 1
+    except TimeoutError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Fixtures for ROS tests: a helper rclpy node in this process and converseg_node in another process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ros_env
+
+ros_env.setup()
+
+import rclpy  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+REPO = ros_env.REPO
+NS = "/cs_test"
+
+
+@pytest.fixture(scope="session")
+def ros() -> Iterator[Node]:
+    """A helper node (this process) for publishing, subscribing and calling services."""
+    rclpy.init()
+    node = Node("converseg_test_helper")
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+class NodeProcess:
+    """converseg_node running as ``python -m converseg_ros.node`` in its own process."""
+
+    def __init__(self, namespace: str, extra: list[str], log: Path) -> None:
+        self.namespace = namespace
+        self.log_path = log
+        cmd = [
+            sys.executable,
+            "-m",
+            "converseg_ros.node",
+            "--ros-args",
+            "--params-file",
+            str(REPO / "config" / "segment.yaml"),
+            "-r",
+            f"__ns:={namespace}",
+            "-p",
+            "preset:=tiny",
+            "-p",
+            "device:=cpu",
+            *extra,
+        ]
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, cwd="/", stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def start_node(ros: Node, namespace: str, extra: list[str], log: Path, timeout: float = 90.0) -> NodeProcess:
+    """Start a node and wait until its segment service answers (i.e. it is configured and active)."""
+    from converseg_ros.srv import Segment
+
+    node = NodeProcess(namespace, extra, log)
+    client = ros.create_client(Segment, f"{namespace}/segment")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert node.alive(), f"converseg_node exited early:\n{node.output()}"
+        if client.wait_for_service(timeout_sec=0.5) and "] active" in node.output():
+            ros.destroy_client(client)
+            return node
+    node.stop()
+    raise AssertionError(f"converseg_node not active after {timeout} s:\n{node.output()}")
+
+
+@pytest.fixture(scope="session")
+def node_proc(ros: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One converseg_node (tiny preset, shipped params YAML) shared by the node tests."""
+    log = tmp_path_factory.mktemp("node") / "converseg_node.log"
+    node = start_node(ros, NS, [], log)
+    yield node
+    code = node.stop()
+    assert code in (0, -signal.SIGINT), f"node exit code {code}:\n{node.output()[-3000:]}"

@@ -1,0 +1,328 @@
+"""converseg_node in its own process (tiny preset, Fast DDS on localhost), driven from this process.
+
+The tests share one node process (tests run in file order; the lifecycle test comes last).
+"""
+
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+import yaml
+from conftest import NS, REPO
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.srv import GetParameters
+from ros_helpers import Collector, call, check_mask, image_msg, photo, same_header, spin_for, spin_until
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from converseg_ros.msg import SegmentationQuery, SegmentationResult
+from converseg_ros.ros import qos
+from converseg_ros.srv import Segment
+
+pytestmark = pytest.mark.timeout(120)
+RGB = photo(160)  # 160 x 107
+H, W = RGB.shape[:2]
+
+
+class Harness:
+    """Publishers, subscribers and service clients of the test helper node, talking to NS."""
+
+    def __init__(self, ros) -> None:  # noqa: ANN001
+        self.ros = ros
+        self.image_pub = ros.create_publisher(Image, f"{NS}/image", qos.output_qos(1))
+        self.query_pub = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())
+        self.text_pub = ros.create_publisher(String, f"{NS}/query_text", qos.command_qos())
+        self.results = Collector(ros, SegmentationResult, f"{NS}/result")
+        self.masks = Collector(ros, Image, f"{NS}/mask")
+        self.overlays = Collector(ros, Image, f"{NS}/overlay", qos.output_qos(1))
+        self.diagnostics = Collector(ros, DiagnosticArray, "/diagnostics")
+        self.segment = ros.create_client(Segment, f"{NS}/segment")
+        self.enable = ros.create_client(SetBool, f"{NS}/enable")
+        self.clear = ros.create_client(Trigger, f"{NS}/clear_query")
+        spin_until(
+            ros,
+            lambda: (
+                self.image_pub.get_subscription_count()
+                and self.query_pub.get_subscription_count()
+                and self.results.sub.get_publisher_count()
+            ),
+            20.0,
+        )
+
+    def send_image(
+        self, frame_id: str, age_s: float = 0.0, rgb: np.ndarray = RGB, encoding: str = "rgb8"
+    ) -> Image:
+        msg = image_msg(self.ros, rgb, frame_id, age_s, encoding)
+        for _ in range(3):  # best effort on the subscriber side: repeat the same frame (same header)
+            self.image_pub.publish(msg)
+            spin_for(self.ros, 0.03)
+        return msg
+
+    def send_query(self, qid: str, text: str, once: bool = False) -> None:
+        msg = SegmentationQuery(id=qid, text=text, mode=SegmentationQuery.MODE_ONCE if once else 0)
+        msg.header.stamp = self.ros.get_clock().now().to_msg()
+        self.query_pub.publish(msg)
+
+    def result_for(self, qid: str, timeout: float = 15.0, pred=lambda r: True) -> SegmentationResult | None:  # noqa: ANN001
+        return spin_until(
+            self.ros,
+            lambda: next(iter(self.results.matching(lambda r: r.query_id == qid and pred(r))), None),
+            timeout,
+        )
+
+    def diag(self, key: str) -> str:
+        spin_until(self.ros, lambda: self.diagnostics.items, 5.0)
+        values = {kv.key: kv.value for kv in self.diagnostics.items[-1].status[0].values}
+        return values[key]
+
+
+@pytest.fixture(scope="module")
+def h(ros, node_proc):  # noqa: ANN001
+    return Harness(ros)
+
+
+@pytest.fixture(autouse=True)
+def _clear_between_tests(h, node_proc):  # noqa: ANN001
+    yield
+    assert node_proc.alive(), node_proc.output()[-3000:]
+    call(h.ros, h.clear, Trigger.Request())
+
+
+def check_result(r: SegmentationResult, source: Image, qid: str, text: str) -> None:
+    assert r.success, r.message
+    assert (r.query_id, r.query) == (qid, text)
+    assert same_header(r.header, source.header)
+    mask = check_mask(r.mask, source.width, source.height, source.header)
+    assert 0.0 <= r.score <= 1.0 and r.inference_ms > 0 and r.latency_ms > 0
+    for region in r.regions:
+        b = region.bbox
+        assert (
+            region.id.startswith(f"{qid}/")
+            and region.query_id == qid
+            and same_header(region.header, r.header)
+        )
+        assert (
+            0 <= b.x_offset
+            and b.x_offset + b.width <= source.width
+            and b.y_offset + b.height <= source.height
+        )
+        assert (region.mask.width, region.mask.height, region.mask.encoding) == (b.width, b.height, "mono8")
+        crop = check_mask(region.mask, b.width, b.height, source.header)
+        assert (
+            crop.sum() <= region.area_px + 1
+            and mask[b.y_offset : b.y_offset + b.height, b.x_offset : b.x_offset + b.width][crop].all()
+        )
+        assert b.x_offset <= region.centroid_x <= b.x_offset + b.width and not region.has_position
+
+
+def test_image_then_query(h: Harness) -> None:
+    frame = h.send_image("cam_itq")
+    h.send_query("itq", "the cup on the saucer")
+    r = h.result_for("itq")
+    assert r is not None, "no result"
+    check_result(r, frame, "itq", "the cup on the saucer")
+    mask = spin_until(h.ros, lambda: h.masks.matching(lambda m: same_header(m.header, frame.header)), 5.0)
+    assert mask, "no mask on the mask topic"
+    check_mask(mask[0], W, H, frame.header)
+
+
+def test_query_then_image_and_overlay_only_when_subscribed(h: Harness) -> None:
+    spin_for(h.ros, 1.2)  # earlier frames are now older than max_image_age_s: the query must wait
+    h.send_query("qti", "a place to put a hot pan")
+    spin_for(h.ros, 1.0)
+    assert h.result_for("qti", timeout=0.1) is None, "answered without a fresh frame"
+    frame = h.send_image("cam_qti")
+    r = h.result_for("qti")
+    assert r is not None
+    check_result(r, frame, "qti", "a place to put a hot pan")
+    overlay = spin_until(
+        h.ros, lambda: h.overlays.matching(lambda m: same_header(m.header, frame.header)), 5.0
+    )
+    assert overlay and (overlay[0].encoding, overlay[0].width, overlay[0].height) == ("rgb8", W, H)
+
+
+def test_query_text_topic_and_latched_active_query(h: Harness) -> None:
+    h.text_pub.publish(String(data="  the saucer  "))
+    spin_for(h.ros, 0.5)
+    late = Collector(h.ros, SegmentationQuery, f"{NS}/active_query", qos.latched_qos())  # subscribes late
+    got = spin_until(h.ros, lambda: late.matching(lambda q: q.text == "the saucer"), 5.0)
+    assert got, f"late subscriber saw {[q.text for q in late.items]}"
+    qid = got[0].id
+    assert qid and got[0].mode == SegmentationQuery.MODE_CONTINUOUS
+    frame = h.send_image("cam_text")
+    r = h.result_for(
+        qid, pred=lambda r: r.header.frame_id == "cam_text"
+    )  # (an earlier fresh frame may come first)
+    assert r is not None
+    check_result(r, frame, qid, "the saucer")
+    call(h.ros, h.clear, Trigger.Request())
+    assert spin_until(h.ros, lambda: late.items[-1].text == "", 5.0), "clear_query not latched"
+
+
+def test_service_inline_image_bgr8_odd_size_with_overlay(h: Harness) -> None:
+    rgb = photo(97)
+    req = Segment.Request(query="the cup", query_id="svc_inline", return_overlay=True)
+    req.image = image_msg(h.ros, rgb, "inline_cam", encoding="bgr8")
+    resp = call(h.ros, h.segment, req)
+    assert resp.success, resp.message
+    check_result(resp.result, req.image, "svc_inline", "the cup")
+    assert (resp.overlay.encoding, resp.overlay.width, resp.overlay.height) == ("rgb8", 97, rgb.shape[0])
+    assert same_header(resp.overlay.header, req.image.header)
+    assert not h.results.matching(lambda r: r.query_id == "svc_inline"), "service answers are not published"
+
+
+def test_service_camera_latest_and_next(h: Harness) -> None:
+    frame = h.send_image("cam_latest")
+    resp = call(
+        h.ros, h.segment, Segment.Request(query="the cup", query_id="svc_latest", frame_policy="latest")
+    )
+    assert resp.success, resp.message
+    check_result(resp.result, frame, "svc_latest", "the cup")
+
+    future = h.segment.call_async(Segment.Request(query="the cup", query_id="svc_next", frame_policy="next"))
+    spin_for(h.ros, 0.5)
+    assert not future.done(), "policy next answered without a new frame"
+    frame2 = h.send_image("cam_next")
+    assert spin_until(h.ros, future.done, 15.0)
+    resp = future.result()
+    assert resp.success, resp.message
+    check_result(resp.result, frame2, "svc_next", "the cup")
+
+
+def test_service_timeout_and_bad_requests(h: Harness) -> None:
+    resp = call(h.ros, h.segment, Segment.Request(query="the cup", frame_policy="next", timeout_s=0.5))
+    assert not resp.success and "timed out" in resp.message
+    resp = call(h.ros, h.segment, Segment.Request(query="   "))
+    assert not resp.success and "empty query" in resp.message
+    resp = call(h.ros, h.segment, Segment.Request(query="x" * 501))
+    assert not resp.success and "max_query_chars" in resp.message
+    resp = call(h.ros, h.segment, Segment.Request(query="the cup", frame_policy="sometimes"))
+    assert not resp.success and "frame_policy" in resp.message
+    h.send_query("bad_topic_query", "")
+    r = h.result_for("bad_topic_query", timeout=5.0)
+    assert r is not None and not r.success and "empty query" in r.message
+
+
+def test_stale_frames_rejected(h: Harness) -> None:
+    stale_before = int(h.diag("frames_stale"))
+    spin_for(h.ros, 1.2)  # frames of earlier tests turn stale
+    h.send_query("stale", "the cup")
+    h.send_image("cam_old", age_s=5.0)
+    spin_for(h.ros, 1.5)
+    assert h.result_for("stale", timeout=0.1) is None, "a 5 s old frame was answered"
+    resp = call(h.ros, h.segment, Segment.Request(query="the cup", frame_policy="latest", timeout_s=0.7))
+    assert not resp.success and "timed out" in resp.message
+    assert spin_until(h.ros, lambda: int(h.diag("frames_stale")) > stale_before, 5.0)
+    fresh = h.send_image("cam_fresh")
+    r = h.result_for("stale")
+    assert r is not None
+    check_result(r, fresh, "stale", "the cup")
+
+
+def malformed_images(node) -> list[Image]:  # noqa: ANN001
+    """Twenty broken frames: wrong step, truncated data, unknown encodings, zero sizes."""
+    bad = []
+    for k in range(5):
+        m = image_msg(node, RGB, f"bad_step_{k}")
+        m.step = W * 3 - 1 - k  # shorter than a row
+        bad.append(m)
+        m = image_msg(node, RGB, f"bad_trunc_{k}")
+        m.data = array.array("B", bytes(m.data)[: (k + 1) * 100])
+        bad.append(m)
+        m = image_msg(node, RGB, f"bad_enc_{k}")
+        m.encoding = ["yuv422", "bayer_rggb8", "64FC4", "", "jpeg"][k]
+        bad.append(m)
+        m = image_msg(node, RGB, f"bad_zero_{k}")
+        if k % 2:
+            m.width, m.step = 0, 0
+        else:
+            m.height = 0
+        bad.append(m)
+    return bad
+
+
+def test_twenty_malformed_frames_then_a_good_one(h: Harness, node_proc) -> None:  # noqa: ANN001
+    spin_for(h.ros, 1.2)  # no fresh frame left: every answer below comes from the frames sent here
+    h.send_query("robust", "the cup")
+    spin_for(h.ros, 0.2)
+    for m in malformed_images(h.ros):
+        h.image_pub.publish(m)
+        spin_for(h.ros, 0.05)
+    failures = spin_until(
+        h.ros, lambda: h.results.matching(lambda r: r.query_id == "robust" and not r.success), 5
+    )
+    assert failures and all("bad image" in r.message for r in failures), [r.message for r in failures or []]
+    assert node_proc.alive()
+    good = h.send_image("cam_good")
+    r = h.result_for("robust", pred=lambda r: r.success and r.header.frame_id == "cam_good")
+    assert r is not None, node_proc.output()[-2000:]
+    check_result(r, good, "robust", "the cup")
+    for m in malformed_images(h.ros)[::5]:  # the service reports them too
+        resp = call(h.ros, h.segment, Segment.Request(query="the cup", image=m))
+        assert not resp.success and "bad image" in resp.message, resp.message
+
+
+def test_once_query_and_enable(h: Harness) -> None:
+    call(h.ros, h.enable, SetBool.Request(data=False))
+    h.send_query("paused", "the cup")
+    h.send_image("cam_paused")
+    spin_for(h.ros, 1.0)
+    assert h.result_for("paused", timeout=0.1) is None, "disabled node answered a topic query"
+    h.send_image("cam_paused_2")
+    resp = call(
+        h.ros, h.segment, Segment.Request(query="the cup", query_id="svc_paused", frame_policy="latest")
+    )
+    assert resp.success, "the service must keep answering while disabled"
+    call(h.ros, h.enable, SetBool.Request(data=True))
+    call(h.ros, h.clear, Trigger.Request())
+    spin_for(h.ros, 1.2)
+    h.send_query("once", "the saucer", once=True)
+    first = h.send_image("cam_once_1")
+    r = h.result_for("once")
+    assert r is not None
+    check_result(r, first, "once", "the saucer")
+    h.send_image("cam_once_2")
+    spin_for(h.ros, 1.0)
+    assert len(h.results.matching(lambda r: r.query_id == "once")) == 1, "a once-query was answered twice"
+
+
+def test_params_yaml_loaded(h: Harness) -> None:
+    shipped = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    names = sorted(set(shipped) - {"preset", "device"})  # these two are overridden for the test
+    client = h.ros.create_client(GetParameters, f"{NS}/converseg_node/get_parameters")
+    resp = call(h.ros, client, GetParameters.Request(names=names + ["preset"]))
+    from rclpy.parameter import parameter_value_to_python
+
+    got = dict(zip(names + ["preset"], (parameter_value_to_python(v) for v in resp.values), strict=True))
+    assert got["preset"] == "tiny"
+    assert {n: got[n] for n in names} == {n: shipped[n] for n in names}
+
+
+def test_deactivate_frees_and_activate_reloads(h: Harness, node_proc) -> None:  # noqa: ANN001
+    change = h.ros.create_client(ChangeState, f"{NS}/converseg_node/change_state")
+    state = h.ros.create_client(GetState, f"{NS}/converseg_node/get_state")
+    assert call(
+        h.ros, change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+    ).success
+    assert call(h.ros, state, GetState.Request()).current_state.label == "inactive"
+    assert "inactive: model freed" in node_proc.output()
+    resp = call(h.ros, h.segment, Segment.Request(query="the cup", frame_policy="latest", timeout_s=1.0))
+    assert not resp.success and "not active" in resp.message
+    assert call(
+        h.ros,
+        change,
+        ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)),
+        timeout=60,
+    ).success
+    assert call(h.ros, state, GetState.Request()).current_state.label == "active"
+    assert node_proc.output().count("model loaded in") == 2
+    req = Segment.Request(query="the cup", query_id="after_reload")
+    req.image = image_msg(h.ros, RGB, "cam_reload")
+    resp = call(h.ros, h.segment, req)
+    assert resp.success, resp.message
+    check_result(resp.result, req.image, "after_reload", "the cup")
