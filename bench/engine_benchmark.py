@@ -1,0 +1,187 @@
+"""Engine benchmark: the authors' per-query path vs the cached-frame engine, side by side in one run.
+
+Full-size architectures with random weights (Qwen2.5-VL-3B + LoRA in bf16, SAM2 Hiera-L in fp32) are
+written once as a release in the authors' format (about 8.4 GB; ``--release-dir``), then loaded the way
+the engine loads a real release (memory-mapped). On one photo and N prompts it times:
+
+* reference: for every prompt, re-encode the image in SAM2 and run the whole Qwen forward with LM head;
+* engine: encode the frame once (SAM2 embedding + Qwen prefix KV cache), then each prompt on the cache.
+
+It prints per-stage times, the first-query and cached-query speed-ups, and peak RSS against the weights'
+size. Not a test: numbers depend on the machine. Tokens come from the tiny test tokenizer (the real Qwen
+vocabulary is not downloadable here), so prompt token counts differ slightly from the real model's; the
+image token count and every tensor shape are the real ones.
+
+    python bench/engine_benchmark.py --release-dir /tmp/converseg-bench-release [--prompts 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+QWEN_3B_TEXT = dict(
+    hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=128000, rms_norm_eps=1e-6,
+    rope_theta=1000000.0, tie_word_embeddings=True, hidden_act="silu",
+    rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [16, 24, 24]},
+)
+QWEN_3B_VISION = dict(
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
+    spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+    in_channels=3, tokens_per_second=2, hidden_act="silu",
+)
+PROMPTS = [
+    "segment surfaces safe to place hot items",
+    "which part of the cup can I grasp without spilling?",
+    "the saucer under the cup",
+    "highlight where a robot could put a spoon down",
+    "select objects that could spill if tipped over",
+    "segment the wooden table area free of objects",
+]
+
+
+def gib(n_bytes: float) -> float:
+    return n_bytes / 2**30
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def make_release(out: Path) -> None:
+    """Write a random-weight full-size release (SAM2-L .torch.torch, Qwen-3B plm .torch, LoRA dir)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from converseg_ros.modeling.checkpoints import write_release
+    from converseg_ros.modeling.language_adapter import LanguageAdapter
+    from converseg_ros.modeling.presets import tiny_root
+    from converseg_ros.modeling.sam2_model import build_sam2_model
+    from converseg_ros.modeling.tiny import SPECIAL_TOKENS, build_tiny_files
+
+    qwen_dir = out / "qwen"
+    shutil.copytree(build_tiny_files(tiny_root()) / "qwen", qwen_dir)  # tokenizer + processor
+    tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = dict(QWEN_3B_TEXT, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"])
+    config = Qwen2_5_VLConfig(
+        text_config=text, vision_config=QWEN_3B_VISION, tie_word_embeddings=True,
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    config.save_pretrained(qwen_dir)
+    start = time.perf_counter()
+    with init_empty_weights():
+        adapter = LanguageAdapter(Qwen2_5_VLForConditionalGeneration(config), tokenizer, 256)
+    generator = torch.Generator().manual_seed(0)
+    for module in adapter.modules():  # materialise random bf16 weights without a slow fp32 init
+        for name, param in list(module.named_parameters(recurse=False)):
+            value = torch.empty(param.shape, dtype=torch.bfloat16)
+            if param.ndim >= 2:
+                value.normal_(0.0, 0.02, generator=generator)
+            else:
+                value.fill_(1.0 if "norm" in name or name in ("scale", "temp", "weight") else 0.0)
+            setattr(module, name, torch.nn.Parameter(value, requires_grad=False))
+    sam = build_sam2_model("sam2_hiera_l.yaml")
+    print(f"[release] random full-size weights in {time.perf_counter() - start:.1f} s; writing to {out}")
+    write_release(sam, adapter, out, step=90000, sam2_suffix=".torch")
+    (out / "COMPLETE").write_text("ok")
+
+
+def release_spec(out: Path):
+    from converseg_ros.modeling.presets import load_preset
+
+    return load_preset("converseg-3b").with_overrides(
+        vlm=str(out / "qwen"), sam2_checkpoint=str(out / "ConverSeg-Net_sam2_90000.torch.torch"),
+        plm_checkpoint=str(out / "ConverSeg-Net_plm_90000.torch"), lora=str(out / "lora_plm_adapter_90000"),
+    )
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release-dir", type=Path, default=Path("/tmp/converseg-bench-release"))
+    parser.add_argument("--prompts", type=int, default=4, help="queries on the frame (2..6)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not (args.release_dir / "COMPLETE").exists():
+        shutil.rmtree(args.release_dir, ignore_errors=True)
+        args.release_dir.mkdir(parents=True)
+        make_release(args.release_dir)
+        gc.collect()
+        print("[release] written; re-run to benchmark in a fresh process (clean memory figures)")
+        return
+
+    from skimage import data
+
+    from converseg_ros.engine import ConverSegEngine
+    from converseg_ros.engine.reference import reference_logits
+    from converseg_ros.imaging import letterbox
+
+    weights = sum(f.stat().st_size for f in args.release_dir.rglob("*") if f.is_file() and "qwen" not in f.parts)
+    process = psutil.Process()
+    base_rss = process.memory_info().rss
+    engine, load_s = timed(ConverSegEngine.from_preset, release_spec(args.release_dir), device="cpu",
+                           precision="bf16")
+    load_rss = process.memory_info().rss
+    net = engine.net
+    image = data.coffee()
+    prompts = PROMPTS[: max(2, min(args.prompts, len(PROMPTS)))]
+    tokens = net.inputs.prefix(image)["input_ids"].shape[1]
+    print(f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, {args.threads} threads; image "
+          f"{image.shape[1]}x{image.shape[0]} -> {tokens} Qwen prefix tokens; {len(prompts)} prompts")
+    print(f"load: {load_s:.1f} s, RSS {gib(base_rss):.2f} -> {gib(load_rss):.2f} GiB "
+          f"(weights on disk {gib(weights):.2f} GiB)")
+
+    # reference path: everything per query
+    ref_times, sam_times = [], []
+    for prompt in prompts:
+        square, _ = letterbox(image, net.image_size)
+        _, sam_s = timed(lambda: net.encode_images(net.sam_transform([square])))  # its SAM2 share
+        _, total = timed(reference_logits, net, image, prompt)
+        ref_times.append(total)
+        sam_times.append(sam_s)
+    ref = statistics.median(ref_times)
+    print(f"reference per query: {ref:.2f} s median ({', '.join(f'{t:.1f}' for t in ref_times)}); "
+          f"of which SAM2 encode ~{statistics.median(sam_times):.2f} s")
+
+    # engine: one frame encoding, then each prompt on the cache
+    frame, encode_s = timed(engine.encode_frame, image)
+    first, first_s = timed(engine.segment, frame, prompts[:1])
+    cached_times = [timed(engine.segment, frame, [p])[1] for p in prompts[1:]]
+    batch, batch_s = timed(engine.segment, frame, prompts[1:])
+    cached = statistics.median(cached_times)
+    first_total = encode_s + first_s
+    print(f"engine first query: {first_total:.2f} s = SAM2 {frame.timings['sam_encode_ms'] / 1e3:.2f} s + "
+          f"Qwen prefix {frame.timings['qwen_prefix_ms'] / 1e3:.2f} s + query {first_s:.2f} s")
+    print(f"engine cached queries: {cached:.3f} s median ({', '.join(f'{t:.2f}' for t in cached_times)}); "
+          f"{len(prompts) - 1} in one batch: {batch_s:.2f} s")
+    peak = peak_rss()
+    print()
+    print(f"RATIO first query (reference / engine): {ref / first_total:.2f}x  (target >= 1.2x)")
+    print(f"RATIO cached query (reference / engine): {ref / cached:.1f}x  (target >= 10x)")
+    print(f"RATIO peak RSS after load / weights: {load_rss / weights:.2f}  (target <= 1.1)")
+    print(f"peak RSS of the whole run: {gib(peak):.2f} GiB = {peak / weights:.2f}x the weights "
+          f"(includes the reference path's activations and LM-head logits)")
+    assert len(batch) == len(prompts) - 1 and first[0].mask.shape == image.shape[:2]
+
+
+if __name__ == "__main__":
+    main()
