@@ -24,10 +24,11 @@ class QwenInputs:
     def __init__(self, processor, max_pixels: int | None = None):
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.image_options: dict = {}
+        # HWC arrays: without this a 1 x 1 x 3 image would be read as channels-first
+        self.image_options: dict = {"input_data_format": "channels_last"}
         if max_pixels:  # documented deviation: cap Qwen's view for speed (off by default)
             minimum = processor.image_processor.size["shortest_edge"]
-            self.image_options = {"size": {"shortest_edge": minimum, "longest_edge": int(max_pixels)}}
+            self.image_options["size"] = {"shortest_edge": minimum, "longest_edge": int(max_pixels)}
 
     def clean_prompt(self, prompt: str) -> str:
         """Truncate to 256 tokens and drop special-token strings, as the reference does."""

@@ -76,3 +76,26 @@ def test_bad_frames_raise_image_errors(tiny_engine):
 
 def test_warmup_runs(tiny_engine):
     assert tiny_engine.warmup() > 0
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 300, 3), (300, 2, 3), (1, 199, 3), (7, 9)])
+def test_tiny_and_elongated_frames_and_qwen_sees_the_pil_pixels(tiny_engine, shape):
+    import torch
+    from PIL import Image
+
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    out = tiny_engine.segment_image(image, ["the cup"])[0]
+    assert out.mask.shape == shape[:2]
+    inputs = tiny_engine.net.inputs
+    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    prefix_text, _ = inputs.split("x")
+    from_pil = inputs.processor(text=[prefix_text], images=[Image.fromarray(rgb)], return_tensors="pt")
+    assert torch.equal(inputs.prefix(image if image.ndim == 3 else rgb)["pixel_values"], from_pil["pixel_values"])
+
+
+def test_pixel_cap_reduces_qwen_image_tokens(tiny_net, photos):
+    from converseg_ros.modeling.qwen_inputs import QwenInputs
+
+    full = tiny_net.inputs.prefix(photos["astronaut"])["input_ids"].shape[1]
+    capped = QwenInputs(tiny_net.inputs.processor, max_pixels=128 * 128).prefix(photos["astronaut"])
+    assert capped["input_ids"].shape[1] < full / 4
