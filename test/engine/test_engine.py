@@ -99,3 +99,14 @@ def test_pixel_cap_reduces_qwen_image_tokens(tiny_net, photos):
     full = tiny_net.inputs.prefix(photos["astronaut"])["input_ids"].shape[1]
     capped = QwenInputs(tiny_net.inputs.processor, max_pixels=128 * 128).prefix(photos["astronaut"])
     assert capped["input_ids"].shape[1] < full / 4
+
+
+def test_parallel_and_sequential_frame_encoding_agree(tiny_net, photos):
+    parallel = ConverSegEngine(tiny_net, parallel_encode=True)
+    sequential = ConverSegEngine(tiny_net, parallel_encode=False)
+    a = parallel.segment_image(photos["chelsea"], PROMPTS[:2], return_logits=True)
+    b = sequential.segment_image(photos["chelsea"], PROMPTS[:2], return_logits=True)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.logits, y.logits)
+    parallel.close()
+    assert parallel.net is None
