@@ -20,7 +20,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing the pinned Python stack (first run: a few minutes)"
   pip install -q --upgrade pip wheel setuptools
   # torch/torchvision first and alone: the CUDA build that also runs on CPU (README "Versions").
-  pip install -q torch==2.14.1 torchvision==0.29.1
+  pip install -q -r requirements/torch.txt
   pip install -q -r requirements/core.txt -r requirements/ros.txt -r requirements/dev.txt
   # sam2 must not build in isolation: that would pull a second torch stack into a temp env.
   SAM2_BUILD_CUDA=0 pip install -q --no-build-isolation --no-deps sam2==1.1.0
