@@ -118,3 +118,15 @@ def test_bad_image_and_bad_prompt_report_errors(tmp_path, photo):
     assert proc.returncode == 1 and "broken.jpg" in proc.stderr and "Traceback" not in proc.stderr
     proc = _run(["--preset", "tiny", "--image", str(photo), "--prompt", " ", "--out", str(tmp_path / "o")])
     assert proc.returncode == 1 and "query is empty" in proc.stderr
+
+
+def test_interactive_loop_answers_and_survives_a_bad_path(tmp_path, photo):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "converseg_ros.cli.segment", "--preset", "tiny", "--out", str(out)],
+        input=f"{tmp_path / 'missing.png'}\nthe cup\n{photo}\nthe saucer\nq\n", capture_output=True, text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "missing.png" in proc.stderr  # reported, loop went on
+    assert len(list(out.glob("coffee__the-saucer-*_mask.png"))) == 1
