@@ -35,7 +35,7 @@ class ConverSegClient:
         self._query_pub = node.create_publisher(SegmentationQuery, f"{prefix}query", qos.command_qos())
         self._results: list[SegmentationResult] = []
         self._overlays: list[Image] = []
-        node.create_subscription(
+        self._result_sub = node.create_subscription(
             SegmentationResult, f"{prefix}result", self._results.append, qos.output_qos()
         )
         self._overlay_topic = f"{prefix}overlay"
@@ -78,6 +78,15 @@ class ConverSegClient:
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self._query_pub.publish(msg)
         return msg
+
+    def wait_for_topics(self, timeout_s: float = 10.0) -> bool:
+        """True once the node subscribes to our queries and we subscribe to its results (discovery done)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._query_pub.get_subscription_count() and self._result_sub.get_publisher_count():
+                return True
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return False
 
     def watch_overlay(self) -> None:
         """Start collecting overlay images (the node renders them only while someone subscribes)."""
@@ -198,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.publish:
             if args.save_overlay:
                 client.watch_overlay()
-            time.sleep(0.5)  # let discovery match the query publisher with the node
+            if not client.wait_for_topics(args.wait_service):
+                print(f"converseg_node not found under {args.namespace!r}", file=sys.stderr)
+                return 2
             qid = args.id or f"cli-{int(time.time() * 1000) % 10**8}"
             client.publish_query(args.query, once=args.once, query_id=qid)
             result = client.wait_for_result(qid, timeout_s=args.timeout or 60.0)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from converseg_ros.ros.params import NodeConfig
+
+MODEL_FILE_FIELDS = ("vlm", "sam2_checkpoint", "sam2_base", "plm_checkpoint", "lora")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,11 @@ def check_model(cfg: NodeConfig) -> ModelChoice:
     from converseg_ros.modeling.presets import load_preset, resolve_files
 
     spec = load_preset(cfg.preset).with_overrides(**cfg.overrides())
-    resolve_files(spec, allow_download=cfg.allow_download)
+    local = resolve_files(spec, allow_download=cfg.allow_download)
+    for name in MODEL_FILE_FIELDS:
+        path = getattr(local, name, None)
+        if path and not Path(path).exists():
+            raise FileNotFoundError(f"{name}: {path} does not exist")
     device, precision = resolve_device(cfg.device, cfg.precision)
     if device.startswith("cuda"):
         import torch

@@ -123,6 +123,10 @@ class ReplayPublisher:
         self._compressed_pub: Any = None
         self.published = 0
 
+    def subscribers(self) -> int:
+        """Subscriptions matched on the image topic."""
+        return self._image_pub.get_subscription_count()
+
     def publish_rgb(self, rgb: np.ndarray, encoding: str = "rgb8") -> Image:
         """Publish an RGB array (as rgb8 or bgr8), stamped now."""
         pixels = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
@@ -173,6 +177,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8"], help="encoding for still images")
     p.add_argument("--frame-id", default="camera_optical_frame", help="frame_id for still images")
     p.add_argument("--keep-stamps", action="store_true", help="keep the recorded stamps of bag messages")
+    p.add_argument(
+        "--wait-subscriber",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for a subscriber before the first frame (default: don't)",
+    )
     p.add_argument("--max-width", type=int, default=0, help="downscale still images wider than this")
     return p.parse_args(argv)
 
@@ -196,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     node = Node("camera_replay")
     pub = ReplayPublisher(node, args.topic, args.frame_id)
     period = 1.0 / args.rate if args.rate > 0 else 0.0
+    deadline = time.monotonic() + args.wait_subscriber
+    while time.monotonic() < deadline and pub.subscribers() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
     next_t = time.monotonic()
     try:
         while True:
