@@ -12,12 +12,14 @@ import os
 
 from converseg_ros.data.readers import DEFAULT_PROMPT
 from converseg_ros.data.samples import ReadResult, Sample
+from converseg_ros.errors import OfflineError
+from converseg_ros.modeling.hub import hub_offline
 
 HUB_DATASET = "aadarsh99/ConverSeg"
 HUB_SPLITS: tuple[str, ...] = ("sam_seeded", "human_annotated")
 
 
-class HubUnavailableError(RuntimeError):
+class HubUnavailableError(OfflineError):
     """The benchmark is neither reachable nor in the local cache."""
 
 
@@ -34,7 +36,7 @@ def load_hub_split(
             raise HubUnavailableError(f"{dataset} has no split {split!r}: {exc}") from exc
         raise
     except Exception as exc:  # datasets/huggingface_hub raise many types for "not reachable, not cached"
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        offline = hub_offline()
         raise HubUnavailableError(
             f"cannot load {dataset} split {split!r} ({type(exc).__name__}: {exc}).\n"
             f"{'HF_HUB_OFFLINE is set and ' if offline else ''}the dataset is not in the cache"

@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from converseg_ros.errors import ConverSegError
+
 Polygon = list[tuple[float, float]]
 
 
-class MaskError(ValueError):
+class MaskError(ConverSegError, ValueError):
     """A mask file is missing, unreadable or does not match its image."""
 
 

@@ -18,12 +18,13 @@ import json
 from pathlib import Path
 
 from converseg_ros.data.samples import ReadResult, Sample
+from converseg_ros.errors import ConverSegError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 DEFAULT_PROMPT = "segment"
 
 
-class DatasetError(ValueError):
+class DatasetError(ConverSegError, ValueError):
     """A dataset file or folder cannot be read."""
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from converseg_ros.errors import ConverSegError
 
-class RobotLogError(ValueError):
+
+class RobotLogError(ConverSegError, ValueError):
     """A robot log cannot be opened or holds no usable messages."""
 
 

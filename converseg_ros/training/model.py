@@ -1,0 +1,94 @@
+"""Build ConverSeg-Net for training: trainable parts in fp32 (master weights), frozen base weights in the
+compute dtype, optional initialisation from a stage-1 checkpoint or a release directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from converseg_ros.errors import CheckpointError
+from converseg_ros.modeling.build import ConverSegNet, build_model
+from converseg_ros.modeling.presets import ModelSpec, load_preset
+from converseg_ros.training.checkpoint import load_trained, resolve_checkpoint
+from converseg_ros.training.config import ModelConfig
+from converseg_ros.training.release import release_files
+
+# Decoder parts that never receive a gradient from the output-0 loss. The reference leaves them in AdamW,
+# whose weight decay then shrinks the multimask outputs 1-3 used at inference; they are frozen here.
+UNSUPERVISED = (
+    "output_hypernetworks_mlps.1.",
+    "output_hypernetworks_mlps.2.",
+    "output_hypernetworks_mlps.3.",
+    "iou_prediction_head.",
+    "pred_obj_score_head.",
+    "conv_s0.",
+    "conv_s1.",
+)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU."""
+    return torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+
+
+def autocast_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (``auto``/``bf16``), none on CPU or with ``none``."""
+    if cfg.autocast not in ("auto", "bf16", "none"):
+        raise ValueError(f"model.autocast must be auto, bf16 or none, not {cfg.autocast!r}")
+    if cfg.autocast == "none" or device.type != "cuda":
+        return None
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast context for the forward pass (a no-op without a dtype)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _training_checkpoint(init: str | None) -> Path | None:
+    """The training checkpoint ``init`` names (a checkpoint or run directory), None for a release dir."""
+    if not init:
+        return None
+    path = Path(init)
+    if not path.exists():
+        raise CheckpointError(f"model.init: {path} does not exist")
+    try:
+        return resolve_checkpoint(path)
+    except CheckpointError:
+        return None
+
+
+def _spec(cfg: ModelConfig) -> ModelSpec:
+    spec = load_preset(cfg.preset)
+    lora = dataclasses.replace(
+        spec.lora_settings, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout
+    )
+    spec = dataclasses.replace(spec, lora_settings=lora)
+    if cfg.init and _training_checkpoint(cfg.init) is None:
+        spec = spec.with_overrides(**release_files(cfg.init))  # SAM2 .torch, plm .torch, LoRA folder
+    return spec
+
+
+def build_training_model(cfg: ModelConfig) -> ConverSegNet:
+    """Model with the mask decoder, adapter heads and LoRA trainable in fp32."""
+    device = resolve_device(cfg.device)
+    compute = autocast_dtype(cfg, device)
+    net = build_model(_spec(cfg), device=str(device), precision="bf16" if compute else "fp32", trainable=True)
+    for name, param in net.named_parameters():
+        if (
+            cfg.freeze_unsupervised
+            and name.startswith("sam.sam_mask_decoder.")
+            and any(part in name for part in UNSUPERVISED)
+        ):
+            param.requires_grad_(False)
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    init = _training_checkpoint(cfg.init)
+    if init is not None:
+        load_trained(net, init)
+    return net
