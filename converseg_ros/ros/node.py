@@ -561,7 +561,8 @@ class ConverSegNode(LifecycleNode):
         if stats is not None:
             values.update(
                 {
-                    "frames_processed": str(stats.frames_processed),
+                    "frames_encoded": str(stats.frames_encoded),
+                    "batches": str(stats.batches),
                     "frames_stale": str(stats.frames_stale),
                     "frames_bad": str(stats.frames_bad),
                     "queries_answered": str(stats.queries_answered),

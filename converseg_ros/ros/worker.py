@@ -84,7 +84,8 @@ class WorkerSettings:
 class WorkerStats:
     """Counters for diagnostics and the soak benchmark."""
 
-    frames_processed: int = 0
+    frames_encoded: int = 0  # frames decoded and encoded by the model (once each)
+    batches: int = 0  # inference rounds (a frame's encoding may serve several rounds)
     frames_stale: int = 0
     frames_bad: int = 0
     queries_answered: int = 0
@@ -318,7 +319,8 @@ class InferenceWorker:
                 return failed(self._model_failure(exc), rgb)
             encode_ms = (time.perf_counter() - t0) * 1e3
             self._cache = (frame.seq, encoding, rgb) if frame.seq else None
-        self.stats.frames_processed += 1
+            self.stats.frames_encoded += 1
+        self.stats.batches += 1
         self.stats.last_encode_ms = encode_ms
         t0 = time.perf_counter()
         outcomes = self._segment(encoding, queries)
