@@ -110,12 +110,13 @@ def run(args: argparse.Namespace) -> dict:
     engine, overrides = _engine(args)
     spec = engine.spec
     is_release = bool(spec.trained and spec.paper and not overrides)
-    model = {
-        "preset": spec.name,
-        "decode_mode": args.decode_mode,
-        "trained": spec.trained,
-        "weights": "release" if is_release else (args.release or ("custom" if overrides else "preset")),
-    }
+    if is_release:
+        weights = "the preset's release"
+    elif overrides:
+        weights = args.release or ", ".join(f"{k}={v}" for k, v in overrides.items())
+    else:
+        weights = "the preset's" + ("" if spec.trained else " (UNTRAINED)")
+    model = {"preset": spec.name, "weights": weights, "decode_mode": args.decode_mode}
     metrics, items = {}, []
     for name, data in splits.items():
         for problem in data.problems:

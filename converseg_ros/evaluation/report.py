@@ -45,10 +45,9 @@ def render_markdown(report: dict) -> str:
     lines = [
         "# ConverSeg evaluation",
         "",
-        "| model | decode mode | trained |",
+        "| preset | weights | decode mode |",
         "|---|---|---|",
-        f"| {model.get('preset')} {model.get('weights', '')} | {model.get('decode_mode')} "
-        f"| {model.get('trained')} |",
+        f"| {model.get('preset')} | {model.get('weights', '')} | {model.get('decode_mode')} |",
         "",
     ]
     paper = report.get("paper", {})

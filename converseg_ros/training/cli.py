@@ -105,7 +105,8 @@ def train_main(argv: list[str]) -> int:
     from converseg_ros.training.loop import Trainer
 
     final = Trainer(cfg, resume=args.resume).run()
-    print(f"done: {final}")
+    if final is not None:  # rank 0
+        print(f"done: {final}")
     return 0
 
 

@@ -139,7 +139,7 @@ class Trainer:
                 log.warning("%d dataset entries skipped (see %s)", len(problems), report)
             self._truncate_metrics()
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1 if self.step else None)
-        log.info(
+        log.info(  # every rank logs this line once; afterwards only rank 0 writes
             "training on %d samples (%d held out), %d trainable tensors, device %s, autocast %s",
             len(self.train_samples),
             len(self.val_samples),
@@ -260,6 +260,8 @@ class Trainer:
             bar.close()
             if self.rank == 0:
                 self.tb.close()
+            if dist.is_initialized():
+                dist.destroy_process_group()
         return ck.latest_checkpoint(self.out) if self.rank == 0 else None
 
     def _log(self, record: dict, bar: tqdm) -> None:

@@ -78,7 +78,13 @@ def build_training_model(cfg: ModelConfig) -> ConverSegNet:
     """Model with the mask decoder, adapter heads and LoRA trainable in fp32."""
     device = resolve_device(cfg.device)
     compute = autocast_dtype(cfg, device)
-    net = build_model(_spec(cfg), device=str(device), precision="bf16" if compute else "fp32", trainable=True)
+    net = build_model(
+        _spec(cfg),
+        device=str(device),
+        precision="bf16" if compute else "fp32",
+        trainable=True,
+        max_pixels=cfg.max_pixels,
+    )
     for name, param in net.named_parameters():
         if (
             cfg.freeze_unsupervised
