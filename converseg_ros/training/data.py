@@ -15,8 +15,9 @@ from torch.utils.data import Dataset, Sampler
 
 from converseg_ros.data.masks import erode
 from converseg_ros.data.samples import Sample
-from converseg_ros.errors import ConverSegError
+from converseg_ros.errors import ConverSegError, QueryError
 from converseg_ros.imaging import decode_image, letterbox, letterbox_geometry
+from converseg_ros.modeling.qwen_inputs import QwenInputs
 from converseg_ros.training.augment import augment
 from converseg_ros.training.config import DataConfig
 
@@ -74,17 +75,33 @@ class TrainDataset(Dataset):
         return Item(sample.id, prompt, sam_image, rgb, target)
 
 
-def collate(items: list[Item]) -> dict:
-    """Stack good items; keep the errors of bad ones so the loop can report them."""
-    good = [it for it in items if it.error is None]
-    return {
-        "ids": [it.id for it in good],
-        "prompts": [it.prompt for it in good],
-        "qwen_images": [it.qwen_image for it in good],
-        "sam_images": [it.sam_image for it in good],
-        "targets": torch.from_numpy(np.stack([it.target for it in good])) if good else None,
-        "errors": [it.error for it in items if it.error is not None],
-    }
+class Collator:
+    """Stacks good items and builds their Qwen inputs (tokenising, image patches) in the worker; keeps the
+    errors of bad items (unreadable files, unusable prompts) so the loop can report them."""
+
+    def __init__(self, inputs: QwenInputs):
+        self.inputs = inputs
+
+    def __call__(self, items: list[Item]) -> dict:
+        errors = [it.error for it in items if it.error is not None]
+        good = []
+        for it in items:
+            if it.error is None:
+                try:
+                    self.inputs.clean_prompt(it.prompt)
+                    good.append(it)
+                except QueryError as exc:
+                    errors.append(f"{it.id}: {exc}")
+        return {
+            "ids": [it.id for it in good],
+            "prompts": [it.prompt for it in good],
+            "qwen": self.inputs.batch([it.qwen_image for it in good], [it.prompt for it in good])
+            if good
+            else {},
+            "sam_images": [it.sam_image for it in good],
+            "targets": torch.from_numpy(np.stack([it.target for it in good])) if good else None,
+            "errors": errors,
+        }
 
 
 class StepBatches(Sampler):

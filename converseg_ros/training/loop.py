@@ -23,7 +23,7 @@ from converseg_ros.modeling.atomic import atomic_write_bytes
 from converseg_ros.modeling.build import ConverSegNet
 from converseg_ros.training import checkpoint as ck
 from converseg_ros.training.config import TrainConfig, config_yaml, load_config
-from converseg_ros.training.data import StepBatches, TrainDataset, collate
+from converseg_ros.training.data import Collator, StepBatches, TrainDataset
 from converseg_ros.training.losses import batch_iou, segmentation_loss
 from converseg_ros.training.model import autocast, autocast_dtype, build_training_model
 from converseg_ros.training.schedule import build_optimizer, build_scheduler
@@ -32,6 +32,7 @@ from converseg_ros.training.validation import validate
 log = logging.getLogger(__name__)
 Hook = Callable[[dict], None]
 METRICS_FILE = "metrics.jsonl"
+VALIDATION_FILE = "validation.jsonl"
 
 
 class _Forward(nn.Module):
@@ -149,13 +150,12 @@ class Trainer:
         )
 
     def _truncate_metrics(self) -> None:
-        """Drop metric lines past the resumed step, so the file reads as one continuous curve."""
-        path = self.out / METRICS_FILE
-        if not path.is_file():
-            return
-        lines = path.read_text().splitlines()
-        keep = [line for line in lines if line and json.loads(line)["step"] <= self.step]
-        atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode())
+        """Drop metric lines past the resumed step, so the files read as one continuous curve."""
+        for path in (self.out / METRICS_FILE, self.out / VALIDATION_FILE):
+            if path.is_file():
+                lines = path.read_text().splitlines()
+                keep = [line for line in lines if line and json.loads(line)["step"] <= self.step]
+                atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode())
 
     def _loader(self) -> DataLoader:
         sampler = StepBatches(
@@ -168,10 +168,12 @@ class Trainer:
             self.world,
         )
         workers = self.cfg.data.workers
+        if workers:  # the tokenizer was used before the fork; its thread pool must not be
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return DataLoader(
             self.train_set,
             batch_sampler=sampler,
-            collate_fn=collate,
+            collate_fn=Collator(self.net.inputs),
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -185,10 +187,7 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]
         with torch.no_grad():
             features = self.net.encode_images(self.net.sam_transform(batch["sam_images"]))
-        qwen = {
-            k: v.to(self.device)
-            for k, v in self.net.inputs.batch(batch["qwen_images"], batch["prompts"]).items()
-        }
+        qwen = {k: v.to(self.device, non_blocking=True) for k, v in batch["qwen"].items()}
         targets = batch["targets"].to(self.device)
         with autocast(self.device, self.amp):
             logits = self.forward(features, qwen)
@@ -298,7 +297,7 @@ class Trainer:
                 f"[step {self.step}] {name}: "
                 + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
             )
-            with open(self.out / "validation.jsonl", "a", encoding="utf-8") as fh:
+            with open(self.out / VALIDATION_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"step": self.step, "split": name, **result}) + "\n")
 
     def _save(self, rng: dict) -> Path:

@@ -8,7 +8,7 @@ from converseg_ros.data.readers import read_dataset
 from converseg_ros.data.samples import Sample
 from converseg_ros.training.augment import augment, swap_left_right
 from converseg_ros.training.config import AugmentConfig, DataConfig
-from converseg_ros.training.data import StepBatches, TrainDataset, collate, letterbox_mask
+from converseg_ros.training.data import Collator, StepBatches, TrainDataset, letterbox_mask
 
 
 def test_items_are_letterboxed_eroded_and_low_res(photo_data):
@@ -69,18 +69,21 @@ def test_augmentation_is_reproducible_per_epoch(photo_data):
     assert not np.array_equal(a.sam_image, c.sam_image)
 
 
-def test_bad_items_are_reported_not_raised(tmp_path, photo_data):
+def test_bad_items_are_reported_not_raised(tmp_path, photo_data, tiny_net):
     good = read_dataset(photo_data / "dataset.jsonl").samples[0]
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG broken")
     Image.fromarray(np.zeros((7, 7), np.uint8)).save(tmp_path / "small.png")
     bad = [
         Sample("corrupt", good.image, "p", mask=tmp_path / "corrupt.png"),
         Sample("small", good.image, "p", mask=tmp_path / "small.png"),
+        Sample("tokens", good.image, "<|im_end|><|im_start|>", mask=good.mask),
     ]
     ds = TrainDataset([good, *bad], 128, DataConfig(), seed=0)
-    batch = collate([ds[0], ds[1], ds[2]])
+    batch = Collator(tiny_net.inputs)([ds[i] for i in range(4)])
     assert batch["ids"] == [good.id] and batch["targets"].shape == (1, 32, 32)
-    assert "corrupt" in batch["errors"][0] and "mask is 7x7" in batch["errors"][1]
+    assert batch["qwen"]["input_ids"].shape[0] == 1 and "pixel_values" in batch["qwen"]
+    errors = batch["errors"]
+    assert "corrupt" in errors[0] and "mask is 7x7" in errors[1] and "special tokens" in errors[2]
 
 
 def test_step_batches_resume_and_ranks():

@@ -25,10 +25,34 @@ def _metrics(run) -> list[dict]:
 @pytest.fixture(scope="module")
 def overfit_run(photo_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("overfit")
-    code = main(["--preset", "tiny", "--data", str(photo_data / "dataset.jsonl"), "--out", str(out),
-                 "--steps", "120", "--batch-size", "4", "--lr", "3e-3", "--set", "optim.min_lr=3e-3",
-                 "--val-fraction", "0", "--workers", "0", "--val-every", "120", "--save-every", "60",
-                 "--warmup-fraction", "0.05"])
+    code = main(
+        [
+            "--preset",
+            "tiny",
+            "--data",
+            str(photo_data / "dataset.jsonl"),
+            "--out",
+            str(out),
+            "--steps",
+            "120",
+            "--batch-size",
+            "4",
+            "--lr",
+            "3e-3",
+            "--set",
+            "optim.min_lr=3e-3",
+            "--val-fraction",
+            "0",
+            "--workers",
+            "0",
+            "--val-every",
+            "120",
+            "--save-every",
+            "60",
+            "--warmup-fraction",
+            "0.05",
+        ]
+    )
     assert code == 0
     return out
 
@@ -58,14 +82,18 @@ def test_export_loads_in_engine_with_the_trained_masks(overfit_run, tmp_path, ti
     cfg = load_config(ckpt / ck.CONFIG_FILE).model
     trained = build_training_model(cfg)
     ck.load_trained(trained, ckpt)
-    engines = [ConverSegEngine(trained, decode_mode="first"),
-               ConverSegEngine.from_preset("tiny", device="cpu", precision="fp32", overrides=files,
-                                           decode_mode="first"),
-               ConverSegEngine(tiny_net, decode_mode="first")]
+    engines = [
+        ConverSegEngine(trained, decode_mode="first"),
+        ConverSegEngine.from_preset(
+            "tiny", device="cpu", precision="fp32", overrides=files, decode_mode="first"
+        ),
+        ConverSegEngine(tiny_net, decode_mode="first"),
+    ]
     image = skdata.coffee()[::4, ::4]
     prompts = ["the cup of coffee", "the saucer the cup stands on"]
-    ours, exported, untrained = ([o.logits for o in e.segment_image(image, prompts, return_logits=True)]
-                                 for e in engines)
+    ours, exported, untrained = (
+        [o.logits for o in e.segment_image(image, prompts, return_logits=True)] for e in engines
+    )
     for a, b, c in zip(ours, exported, untrained, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
         assert np.array_equal(a > 0, b > 0)
@@ -73,9 +101,22 @@ def test_export_loads_in_engine_with_the_trained_masks(overfit_run, tmp_path, ti
 
 
 def _cfg(photo_data, out, **over):
-    cfg = load_config(None, ["model.preset=tiny", f"out={out}", "steps=8", "batch_size=2", "save_every=4",
-                             "val_every=1000", "data.val_fraction=0", "data.workers=0", "optim.lr=3e-3",
-                             "optim.warmup_fraction=0.25"] + [f"{k}={v}" for k, v in over.items()])
+    cfg = load_config(
+        None,
+        [
+            "model.preset=tiny",
+            f"out={out}",
+            "steps=8",
+            "batch_size=2",
+            "save_every=4",
+            "val_every=1000",
+            "data.val_fraction=0",
+            "data.workers=0",
+            "optim.lr=3e-3",
+            "optim.warmup_fraction=0.25",
+        ]
+        + [f"{k}={v}" for k, v in over.items()],
+    )
     cfg.data.train = [str(photo_data / "dataset.jsonl")]
     return cfg
 
@@ -103,8 +144,22 @@ def test_interrupt_crash_and_resume_continue_the_same_curve(photo_data, tmp_path
     assert ck.latest_checkpoint(run).name == "step_00000004"
     assert [r["step"] for r in _metrics(run)] == list(range(1, 7))
     # the documented command line resumes to the end
-    assert main(["--preset", "tiny", "--data", str(photo_data / "dataset.jsonl"), "--out", str(run),
-                 "--steps", "8", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--data",
+                str(photo_data / "dataset.jsonl"),
+                "--out",
+                str(run),
+                "--steps",
+                "8",
+                "--resume",
+            ]
+        )
+        == 0
+    )
 
     ref, got = _metrics(reference), _metrics(run)
     assert [r["step"] for r in got] == list(range(1, 9))
@@ -114,5 +169,6 @@ def test_interrupt_crash_and_resume_continue_the_same_curve(photo_data, tmp_path
     final_run = ck.read_state(ck.latest_checkpoint(run))
     assert final_ref.step == final_run.step == 8
     for name, value in final_ref.optimizer["state"].items():
-        torch.testing.assert_close(final_run.optimizer["state"][name]["exp_avg"], value["exp_avg"],
-                                   rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(
+            final_run.optimizer["state"][name]["exp_avg"], value["exp_avg"], rtol=1e-3, atol=1e-6
+        )
