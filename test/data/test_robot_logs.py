@@ -147,3 +147,32 @@ def test_clear_errors(tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
     with pytest.raises(RobotLogError, match="MCAP"):
         list(iter_messages(tmp_path / "junk.mcap", ["/x"]))
+
+
+def test_extract_frames_command(tmp_path, capsys):
+    from converseg_ros.training.cli import main
+
+    bag = tmp_path / "warehouse"
+    _write_bag(bag, StoragePlugin.SQLITE3)
+    out = tmp_path / "ds"
+    args = [
+        "extract-frames",
+        str(bag),
+        "--image-topic",
+        "/wrist/image_raw",
+        "--mask-topic",
+        "/labels/mask",
+        "--prompt",
+        "the pallet to pick",
+        "--tolerance-ms",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    # the label stamps are 5 ms off the camera's: with a 1 ms tolerance nothing pairs, and it is reported
+    assert "3 frames, 0 labelled" in capsys.readouterr().out
+    assert main(args[:-4] + ["--out", str(out)]) == 0
+    assert "3 frames, 3 labelled" in capsys.readouterr().out
+    assert [s.prompt for s in read_dataset(out / "dataset.jsonl").samples] == ["the pallet to pick"] * 3
+    assert main(["extract-frames", str(tmp_path / "missing"), "--image-topic", "/x", "--out", str(out)]) == 2
