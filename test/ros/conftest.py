@@ -97,7 +97,7 @@ def start_node(ros: Node, namespace: str, extra: list[str], log: Path, timeout: 
 def node_proc(ros: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One converseg_node (tiny preset, shipped params YAML) shared by the node tests."""
     log = tmp_path_factory.mktemp("node") / "converseg_node.log"
-    node = start_node(ros, NS, [], log)
+    node = start_node(ros, NS, ["-p", "use_depth:=true"], log)
     yield node
     code = node.stop()
     assert code in (0, -signal.SIGINT), f"node exit code {code}:\n{node.output()[-3000:]}"

@@ -291,9 +291,81 @@ def test_once_query_and_enable(h: Harness) -> None:
     assert len(h.results.matching(lambda r: r.query_id == "once")) == 1, "a once-query was answered twice"
 
 
+def test_newest_frame_wins_and_frames_never_queue(h: Harness) -> None:
+    spin_for(h.ros, 1.2)
+    h.send_query("burst", "the cup")
+    msgs = [image_msg(h.ros, RGB, f"burst_{k:02d}") for k in range(30)]
+    for m in msgs[:-1]:
+        h.image_pub.publish(m)
+        spin_for(h.ros, 0.004)
+    for _ in range(3):  # the last frame, repeated (same header) so best effort cannot lose it
+        h.image_pub.publish(msgs[-1])
+        spin_for(h.ros, 0.03)
+    last = h.result_for("burst", pred=lambda r: r.header.frame_id == "burst_29")
+    assert last is not None, "the newest frame was not processed"
+    spin_for(h.ros, 0.5)
+    seen = [r.header.frame_id for r in h.results.matching(lambda r: r.query_id == "burst")]
+    assert len(seen) < 30, f"every frame was processed ({len(seen)}): frames queue behind the model"
+    assert seen == sorted(seen) and seen[-1] == "burst_29", seen  # never an older frame after a newer one
+
+
+def test_queries_on_one_frame_share_its_encoding(h: Harness) -> None:
+    spin_for(h.ros, 1.2)
+    h.send_query("share_a", "the cup")
+    frame = h.send_image("cam_share")
+    first = h.result_for("share_a", pred=lambda r: r.header.frame_id == "cam_share")
+    assert first is not None and first.encode_ms > 0
+    resp = call(
+        h.ros, h.segment, Segment.Request(query="the saucer", query_id="share_b", frame_policy="latest")
+    )
+    assert resp.success, resp.message
+    check_result(resp.result, frame, "share_b", "the saucer")
+    assert resp.result.encode_ms == 0.0, "the frame was encoded again for a second query"
+
+
+def test_depth_gives_3d_positions_and_markers(h: Harness) -> None:
+    from sensor_msgs.msg import CameraInfo
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from converseg_ros.ros.image_codec import encode
+
+    markers = Collector(h.ros, MarkerArray, f"{NS}/markers", qos.output_qos(1))
+    depth_pub = h.ros.create_publisher(Image, f"{NS}/depth", qos.output_qos(1))
+    info_pub = h.ros.create_publisher(CameraInfo, f"{NS}/camera_info", qos.output_qos(1))
+    spin_until(h.ros, lambda: depth_pub.get_subscription_count() and info_pub.get_subscription_count(), 10.0)
+    spin_for(h.ros, 1.2)
+    frame = image_msg(h.ros, RGB, "cam_depth")
+    fx, cx, cy = 100.0, W / 2, H / 2
+    info = CameraInfo(header=frame.header, width=W, height=H, k=[fx, 0.0, cx, 0.0, fx, cy, 0.0, 0.0, 1.0])
+    depth = encode(np.full((H // 2, W // 2), 1500, np.uint16), "16UC1", Image(), frame.header)  # half size
+    for _ in range(3):
+        info_pub.publish(info)
+        depth_pub.publish(depth)
+        spin_for(h.ros, 0.05)
+    h.send_query("depth", "the cup")
+    for _ in range(3):
+        h.image_pub.publish(frame)
+        spin_for(h.ros, 0.03)
+    r = h.result_for("depth", pred=lambda r: r.header.frame_id == "cam_depth")
+    assert r is not None and r.regions
+    for region in r.regions:
+        assert region.has_position
+        assert region.position.z == pytest.approx(1.5, abs=1e-3)
+        assert region.position.x == pytest.approx((region.centroid_x - cx) * 1.5 / fx, abs=1e-3)
+        assert region.position.y == pytest.approx((region.centroid_y - cy) * 1.5 / fx, abs=1e-3)
+    got = spin_until(
+        h.ros, lambda: markers.matching(lambda m: same_header(m.markers[0].header, frame.header)), 5
+    )
+    assert got, "no markers for the frame"
+    ms = got[0].markers
+    assert ms[0].action == Marker.DELETEALL
+    spheres = [m for m in ms if m.type == Marker.SPHERE]
+    assert len(spheres) == len(r.regions) and all(m.ns == "depth" for m in spheres)
+
+
 def test_params_yaml_loaded(h: Harness) -> None:
     shipped = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
-    names = sorted(set(shipped) - {"preset", "device"})  # these two are overridden for the test
+    names = sorted(set(shipped) - {"preset", "device", "use_depth"})  # overridden for the tests
     client = h.ros.create_client(GetParameters, f"{NS}/converseg_node/get_parameters")
     resp = call(h.ros, client, GetParameters.Request(names=names + ["preset"]))
     from rclpy.parameter import parameter_value_to_python
