@@ -8,14 +8,16 @@ string or a ``std_msgs/String`` topic (latest prompt at or before the frame).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from converseg_ros.data.robot_logs import LogMessage, RobotLogError, iter_messages
+from converseg_ros.data.robot_logs import RobotLogError, iter_messages
 
 
 @dataclass
@@ -55,26 +57,31 @@ def extract_frames(log: str | Path, out_dir: str | Path, opts: ExtractOptions) -
         raise RobotLogError("masks pair with exactly one image topic")
     out, log = Path(out_dir), Path(log)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    pending = out / ".pending_masks"  # masks wait on disk (not in memory) until every frame is known
     topics = list(opts.image_topics) + [t for t in (opts.mask_topic, opts.prompt_topic) if t]
     summary, counters = ExtractSummary(), dict.fromkeys(opts.image_topics, 0)
-    frames: dict[int, tuple[str, str]] = {}  # stamp -> (frame name, prompt) of frames kept
-    masks: list[LogMessage] = []
+    frames: dict[int, _Frame | None] = {}  # stamp of every frame seen -> the kept frame, or None
+    masks: list[tuple[int, Path, tuple[int, int]]] = []
     prompt = opts.prompt
     frame_lines = []
     for msg in iter_messages(log, topics):
         if msg.topic == opts.prompt_topic:
             prompt = str(msg.value)
         elif msg.topic == opts.mask_topic:
-            masks.append(msg)
+            pending.mkdir(exist_ok=True)
+            path = pending / f"{len(masks):08d}.png"
+            cv2.imwrite(str(path), np.where(msg.value > 0, 255, 0).astype(np.uint8))
+            masks.append((msg.stamp_ns, path, msg.value.shape[:2]))
         elif isinstance(msg.value, np.ndarray):
             counters[msg.topic] += 1
             full = opts.max_frames is not None and summary.frames >= opts.max_frames
             if (counters[msg.topic] - 1) % opts.every or full:
+                frames.setdefault(msg.stamp_ns, None)
                 continue
             name = f"{_slug(log.stem)}_{_slug(msg.topic)}_{msg.stamp_ns}"
             rgb = msg.value if msg.value.ndim == 3 else np.repeat(msg.value[..., None], 3, axis=2)
             cv2.imwrite(str(out / "images" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            frames[msg.stamp_ns] = (name, prompt or "")
+            frames[msg.stamp_ns] = _Frame(name, prompt or "", rgb.shape[:2])
             frame_lines.append({"image": f"images/{name}.png", "topic": msg.topic, "stamp_ns": msg.stamp_ns})
             summary.frames += 1
     if summary.frames == 0:
@@ -82,42 +89,48 @@ def extract_frames(log: str | Path, out_dir: str | Path, opts: ExtractOptions) -
     _write_jsonl(out / "frames.jsonl", frame_lines)
     if opts.mask_topic:
         _pair_masks(out, frames, masks, opts.tolerance_ms, summary)
+        shutil.rmtree(pending, ignore_errors=True)
     return summary
+
+
+@dataclass(frozen=True)
+class _Frame:
+    name: str
+    prompt: str
+    shape: tuple[int, int]
 
 
 def _pair_masks(
     out: Path,
-    frames: dict[int, tuple[str, str]],
-    masks: list[LogMessage],
+    frames: dict[int, _Frame | None],
+    masks: list[tuple[int, Path, tuple[int, int]]],
     tolerance_ms: float,
     summary: ExtractSummary,
 ) -> None:
+    """Pair each mask with the frame of nearest stamp (among all frames, kept or not)."""
     (out / "masks").mkdir(exist_ok=True)
     stamps = np.array(sorted(frames), dtype=np.int64)
     rows, items, used = [], [], set()
-    for mask in masks:
-        nearest = int(stamps[np.abs(stamps - mask.stamp_ns).argmin()])
-        if abs(nearest - mask.stamp_ns) > tolerance_ms * 1e6:
+    for stamp, path, shape in masks:
+        nearest = int(stamps[np.abs(stamps - stamp).argmin()])
+        frame = frames[nearest]
+        if abs(nearest - stamp) > tolerance_ms * 1e6:
             summary.skip("mask without a frame within tolerance")
-            continue
-        if nearest in used:
+        elif frame is None:
+            summary.skip("mask of a frame not kept (--every / --max-frames)")
+        elif nearest in used:
             summary.skip("second mask for one frame")
-            continue
-        name, prompt = frames[nearest]
-        if not prompt:
+        elif not frame.prompt:
             summary.skip("frame before the first prompt")
-            continue
-        image = cv2.imread(str(out / "images" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        if image.shape[:2] != mask.value.shape[:2]:
+        elif frame.shape != shape:
             summary.skip("mask size differs from frame size")
-            continue
-        used.add(nearest)
-        cv2.imwrite(str(out / "masks" / f"{name}.png"), np.where(mask.value > 0, 255, 0).astype(np.uint8))
-        rows.append({"image": f"images/{name}.png", "mask_merged": f"masks/{name}.png", "prompt": prompt})
-        items.append(
-            {"id": name, "image": f"images/{name}.png", "mask": f"masks/{name}.png", "prompt": prompt}
-        )
-        summary.labelled += 1
+        else:
+            used.add(nearest)
+            image, mask = f"images/{frame.name}.png", f"masks/{frame.name}.png"
+            os.replace(path, out / mask)
+            rows.append({"image": image, "mask_merged": mask, "prompt": frame.prompt})
+            items.append({"id": frame.name, "image": image, "mask": mask, "prompt": frame.prompt})
+            summary.labelled += 1
     _write_jsonl(out / "dataset.jsonl", rows)
     (out / "items.json").write_text(
         json.dumps({"dataset": out.name, "count": len(items), "items": items}, indent=1), encoding="utf-8"

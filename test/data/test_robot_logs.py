@@ -176,3 +176,18 @@ def test_extract_frames_command(tmp_path, capsys):
     assert "3 frames, 3 labelled" in capsys.readouterr().out
     assert [s.prompt for s in read_dataset(out / "dataset.jsonl").samples] == ["the pallet to pick"] * 3
     assert main(["extract-frames", str(tmp_path / "missing"), "--image-topic", "/x", "--out", str(out)]) == 2
+
+
+def test_masks_of_skipped_frames_are_not_paired_with_neighbours(tmp_path):
+    bag = tmp_path / "b"
+    _write_bag(bag, StoragePlugin.MCAP)
+    opts = ExtractOptions(
+        ["/wrist/image_raw"], mask_topic="/labels/mask", prompt="x", every=2, tolerance_ms=2000
+    )  # a tolerance wider than the frame spacing
+    summary = extract_frames(bag, tmp_path / "o", opts)
+    assert (summary.frames, summary.labelled) == (2, 2)
+    assert summary.skipped == {"mask of a frame not kept (--every / --max-frames)": 1}
+    samples = read_dataset(tmp_path / "o" / "dataset.jsonl").samples
+    for sample, i in zip(samples, (0, 2), strict=True):
+        assert np.array_equal(sample.load_target((48, 64))[0], _mask(i) > 0)
+    assert not (tmp_path / "o" / ".pending_masks").exists()
