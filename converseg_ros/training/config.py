@@ -53,7 +53,7 @@ class ModelConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     device: str = "auto"  # auto = cuda when available
-    autocast: str = "auto"  # auto = bf16 autocast on CUDA (fp32 master weights), none on CPU
+    autocast: str = "auto"  # auto = bf16 autocast on CUDA (fp32 master weights), none on CPU; bf16 forces it
     freeze_unsupervised: bool = True  # keep decoder parts that output 0 never trains out of the optimiser
     max_pixels: int | None = None  # cap Qwen's view of each image (None = native resolution, as the authors)
 

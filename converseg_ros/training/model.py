@@ -37,10 +37,10 @@ def resolve_device(device: str) -> torch.device:
 
 
 def autocast_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (``auto``/``bf16``), none on CPU or with ``none``."""
+    """``auto``: bf16 on CUDA, none on CPU; ``bf16`` forces it (also on CPU); ``none`` disables it."""
     if cfg.autocast not in ("auto", "bf16", "none"):
         raise ValueError(f"model.autocast must be auto, bf16 or none, not {cfg.autocast!r}")
-    if cfg.autocast == "none" or device.type != "cuda":
+    if cfg.autocast == "none" or (cfg.autocast == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
 
