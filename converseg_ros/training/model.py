@@ -4,6 +4,7 @@ compute dtype, optional initialisation from a stage-1 checkpoint or a release di
 from __future__ import annotations
 
 import dataclasses
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from converseg_ros.modeling.presets import ModelSpec, load_preset
 from converseg_ros.training.checkpoint import load_trained, resolve_checkpoint
 from converseg_ros.training.config import ModelConfig
 from converseg_ros.training.release import release_files
+
+log = logging.getLogger(__name__)
 
 # Decoder parts that never receive a gradient from the output-0 loss. The reference leaves them in AdamW,
 # whose weight decay then shrinks the multimask outputs 1-3 used at inference; they are frozen here.
@@ -94,6 +97,16 @@ def build_training_model(cfg: ModelConfig) -> ConverSegNet:
             param.requires_grad_(False)
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
+    lora = net.adapter.backbone.peft_config["default"]
+    if (lora.r, lora.lora_alpha) != (cfg.lora_r, cfg.lora_alpha):
+        log.warning(
+            "LoRA r=%d alpha=%d come from the LoRA weights being fine-tuned (model.lora_r=%d, "
+            "model.lora_alpha=%d ignored)",
+            lora.r,
+            lora.lora_alpha,
+            cfg.lora_r,
+            cfg.lora_alpha,
+        )
     init = _training_checkpoint(cfg.init)
     if init is not None:
         load_trained(net, init)
