@@ -137,11 +137,10 @@ def read_reasonseg(root: str | Path) -> ReadResult:
             continue
         target = tuple(_polygon(s) for s in shapes if s.get("label", "target") != "ignore")
         ignore = tuple(_polygon(s) for s in shapes if s.get("label") == "ignore")
-        meta = {"is_sentence": bool(ann.get("is_sentence", False))}
         for k, text in enumerate(texts):
             prompt = str(text).strip() or DEFAULT_PROMPT
             result.samples.append(
-                Sample(f"{ann_path.stem}_{k}", image_path, prompt, polygons=target, ignore=ignore, meta=meta)
+                Sample(f"{ann_path.stem}_{k}", image_path, prompt, polygons=target, ignore=ignore)
             )
     return result
 

@@ -25,7 +25,6 @@ class Sample:
     polygons: tuple[Polygon, ...] = ()
     ignore: tuple[Polygon, ...] = ()
     concept: str | None = None
-    meta: dict = field(default_factory=dict, compare=False)
 
     def load_target(self, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         """Return (target bool HxW, ignore bool HxW or None); raise MaskError on a bad or mismatched mask."""

@@ -286,7 +286,6 @@ class Trainer:
                 self.net,
                 dataset,
                 count,
-                cfg.batch_size,
                 self.amp,
                 panels / f"{name}_step_{self.step:08d}.png",
                 cfg.val_panels,

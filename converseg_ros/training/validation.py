@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from converseg_ros.errors import QueryError
 from converseg_ros.evaluation.panels import panel_row, stack_rows, write_png
 from converseg_ros.modeling.build import ConverSegNet
 from converseg_ros.modeling.sam2_model import select_output
@@ -29,39 +30,47 @@ def forward_items(net: ConverSegNet, items: list[Item], amp: torch.dtype | None)
         return net.decode(features, sparse, dense)
 
 
+def _usable(net: ConverSegNet, prompt: str) -> bool:
+    try:
+        net.inputs.clean_prompt(prompt)
+    except QueryError:
+        return False
+    return True
+
+
 @torch.no_grad()
 def validate(
     net: ConverSegNet,
     dataset: TrainDataset,
     count: int,
-    batch_size: int,
     amp: torch.dtype | None,
     panel_path: Path | None,
     panel_rows: int,
 ) -> dict[str, float]:
     """Mean IoU over the first ``count`` items (``first`` = output 0, ``multimask`` = argmax of 1..3);
-    writes a panel of the first ``panel_rows`` items (output 0) to ``panel_path``."""
+    writes a panel of the first ``panel_rows`` items (output 0) to ``panel_path``.
+
+    Items run one at a time, as at inference: in a batch, shorter prompts get padded sparse tokens that
+    the decoder attends to, so batched scores would depend on the batch's composition."""
     was_training = net.training
     net.eval()
     ious = {"first": [], "multimask": []}
     rows: list[np.ndarray] = []
     failed = 0
     try:
-        for start in range(0, min(count, len(dataset)), batch_size):
-            prepared = [dataset[i] for i in range(start, min(start + batch_size, count, len(dataset)))]
-            items = [it for it in prepared if it.error is None]
-            failed += len(prepared) - len(items)
-            if not items:
+        for index in range(min(count, len(dataset))):
+            item = dataset[index]
+            if item.error is not None or not _usable(net, item.prompt):
+                failed += 1
                 continue
-            masks, iou = forward_items(net, items, amp)
-            targets = torch.from_numpy(np.stack([it.target for it in items])).to(masks.device)
+            masks, iou = forward_items(net, [item], amp)
+            target = torch.from_numpy(item.target[None]).to(masks.device)
             for mode in ious:
                 logits, _ = select_output(masks.float(), iou.float(), mode)
-                ious[mode].extend(batch_iou(logits, targets).tolist())
-            first = (masks[:, 0] > 0).cpu().numpy()
-            scores = ious["first"][-len(items) :]
-            for k, it in enumerate(items[: max(0, panel_rows - len(rows))]):
-                rows.append(panel_row(it.sam_image, it.target, first[k], it.prompt, scores[k]))
+                ious[mode].append(float(batch_iou(logits, target)[0]))
+            if len(rows) < panel_rows:
+                pred = (masks[0, 0] > 0).cpu().numpy()
+                rows.append(panel_row(item.sam_image, item.target, pred, item.prompt, ious["first"][-1]))
     finally:
         net.train(was_training)
         net.sam.image_encoder.eval()
