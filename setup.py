@@ -11,9 +11,14 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).parent
 
 
-def shared(folder: str) -> tuple[str, list[str]]:
-    files = sorted(str(p) for p in (ROOT / folder).glob("*") if p.is_file())
-    return (f"share/converseg_ros/{folder}", [str(Path(f).relative_to(ROOT)) for f in files])
+def shared(folder: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing ``folder`` (and its subfolders) under share/converseg_ros."""
+    entries = []
+    files = [p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    for directory in sorted({p.parent for p in files}):
+        members = sorted(str(p.relative_to(ROOT)) for p in files if p.parent == directory)
+        entries.append((f"share/converseg_ros/{directory.relative_to(ROOT)}", members))
+    return entries
 
 
 setup(
@@ -23,7 +28,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["converseg_ros", "converseg_ros.*"]),
-    data_files=[shared(d) for d in ("models", "launch", "config", "rviz") if (ROOT / d).is_dir()],
+    package_data={"converseg_ros.modeling": ["*.jinja"]},
+    data_files=[entry for d in ("models", "launch", "config", "rviz") for entry in shared(d)],
     entry_points={
         "console_scripts": [
             "converseg-segment = converseg_ros.cli.segment:main",

@@ -153,7 +153,8 @@ def build_model(
 
 
 def set_trainable(net: ConverSegNet, trainable: bool) -> None:
-    """Freeze everything, then (if training) unfreeze the mask decoder, adapter heads and LoRA."""
+    """Freeze everything, then (if training) unfreeze the mask decoder, adapter heads and LoRA and keep
+    them in fp32 (master weights; the frozen base weights stay in the compute dtype)."""
     net.requires_grad_(False)
     net.train(trainable)
     if not trainable:
@@ -162,4 +163,7 @@ def set_trainable(net: ConverSegNet, trainable: bool) -> None:
     for name, param in net.adapter.named_parameters():
         if not name.startswith("backbone.") or ".lora_" in name:
             param.requires_grad_(True)
+    for param in net.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
     net.sam.image_encoder.eval()
