@@ -232,9 +232,9 @@ class Trainer:
                 if batch["ids"]:
                     record = self._train_step(batch)
                 else:  # every sample of this batch failed: keep the schedule aligned with the data
+                    record = {"lr": self.scheduler.get_last_lr()[0], "batch": 0}
                     self._phase = "updated"
                     self.scheduler.step()
-                    record = {"lr": self.scheduler.get_last_lr()[0], "batch": 0}
                 self.step += 1
                 self._phase = "idle"
                 record["step"] = self.step
