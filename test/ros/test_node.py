@@ -68,12 +68,11 @@ class Harness:
         msg.header.stamp = self.ros.get_clock().now().to_msg()
         self.query_pub.publish(msg)
 
-    def result_for(self, qid: str, timeout: float = 15.0, pred=lambda r: True) -> SegmentationResult | None:  # noqa: ANN001
-        return spin_until(
-            self.ros,
-            lambda: next(iter(self.results.matching(lambda r: r.query_id == qid and pred(r))), None),
-            timeout,
-        )
+    def result_for(self, qid: str, timeout: float = 15.0, pred=None, step=None) -> SegmentationResult | None:  # noqa: ANN001
+        """First result for ``qid`` matching ``pred``; ``step`` runs between spins (e.g. to republish)."""
+        ok = pred or (lambda r: True)
+        found = lambda: next(iter(self.results.matching(lambda r: r.query_id == qid and ok(r))), None)  # noqa: E731
+        return spin_until(self.ros, found, timeout, step)
 
     def diag(self, key: str) -> str:
         spin_until(self.ros, lambda: self.diagnostics.items, 5.0)
@@ -292,21 +291,24 @@ def test_once_query_and_enable(h: Harness) -> None:
 
 
 def test_newest_frame_wins_and_frames_never_queue(h: Harness) -> None:
+    """20 large frames published back to back (faster than the model): most are dropped, never queued; the
+    answers come in frame order and the newest frame is answered."""
+    big = photo(640)
     spin_for(h.ros, 1.2)
     h.send_query("burst", "the cup")
-    msgs = [image_msg(h.ros, RGB, f"burst_{k:02d}") for k in range(30)]
-    for m in msgs[:-1]:
-        h.image_pub.publish(m)
-        spin_for(h.ros, 0.004)
-    for _ in range(3):  # the last frame, repeated (same header) so best effort cannot lose it
-        h.image_pub.publish(msgs[-1])
-        spin_for(h.ros, 0.03)
-    last = h.result_for("burst", pred=lambda r: r.header.frame_id == "burst_29")
-    assert last is not None, "the newest frame was not processed"
-    spin_for(h.ros, 0.5)
+    spin_for(h.ros, 0.3)
+    for k in range(20):
+        h.image_pub.publish(image_msg(h.ros, big, f"burst_{k:02d}"))
+    last = image_msg(h.ros, big, "burst_zz")  # sorts after burst_NN
+    r = h.result_for(
+        "burst", pred=lambda r: r.header.frame_id == "burst_zz", step=lambda: h.image_pub.publish(last)
+    )
+    assert r is not None, "the newest frame was not answered"
+    spin_for(h.ros, 0.3)
     seen = [r.header.frame_id for r in h.results.matching(lambda r: r.query_id == "burst")]
-    assert len(seen) < 30, f"every frame was processed ({len(seen)}): frames queue behind the model"
-    assert seen == sorted(seen) and seen[-1] == "burst_29", seen  # never an older frame after a newer one
+    burst = [f for f in seen if f != "burst_zz"]
+    assert len(burst) <= 12, f"{len(burst)} of 20 burst frames answered: frames queue behind the model"
+    assert seen == sorted(seen), seen  # never an older frame after a newer one
 
 
 def test_queries_on_one_frame_share_its_encoding(h: Harness) -> None:
