@@ -30,7 +30,8 @@ def read_mask(source: str | Path | bytes) -> np.ndarray:
         img = Image.open(io.BytesIO(source))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise MaskError(f"corrupt or unsupported mask {name}: {exc}") from exc
+        reason = "not a recognised image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise MaskError(f"corrupt or unsupported mask {name}: {reason}") from exc
     if img.mode in ("RGBA", "LA", "PA"):
         arr = np.asarray(img.getchannel("A"))
     elif img.mode in ("I", "I;16", "F", "1", "L"):

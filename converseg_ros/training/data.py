@@ -71,7 +71,7 @@ class TrainDataset(Dataset):
             low = self.size // MASK_STRIDE
             target = cv2.resize(full.astype(np.uint8), (low, low), interpolation=cv2.INTER_NEAREST) > 0
         except (ConverSegError, ValueError, OSError) as exc:
-            return Item(sample.id, error=f"{sample.id}: {exc}")
+            return Item(sample.id, error=str(exc))
         return Item(sample.id, prompt, sam_image, rgb, target)
 
 
@@ -83,7 +83,7 @@ class Collator:
         self.inputs = inputs
 
     def __call__(self, items: list[Item]) -> dict:
-        errors = [it.error for it in items if it.error is not None]
+        errors = [(it.id, it.error) for it in items if it.error is not None]
         good = []
         for it in items:
             if it.error is None:
@@ -91,7 +91,7 @@ class Collator:
                     self.inputs.clean_prompt(it.prompt)
                     good.append(it)
                 except QueryError as exc:
-                    errors.append(f"{it.id}: {exc}")
+                    errors.append((it.id, str(exc)))
         return {
             "ids": [it.id for it in good],
             "prompts": [it.prompt for it in good],

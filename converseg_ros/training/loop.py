@@ -225,15 +225,17 @@ class Trainer:
             for batch in self._loader():
                 rng_before = ck.rng_state()
                 self._phase = "forward"
-                for error in batch["errors"]:
-                    if error not in reported:
-                        reported.add(error)
-                        log.warning("skipped sample %s", error)
+                for item_id, error in batch["errors"]:
+                    if item_id not in reported:  # once per item, not once per epoch
+                        reported.add(item_id)
+                        log.warning("skipped sample %s: %s", item_id, error)
                 if batch["ids"]:
                     record = self._train_step(batch)
                 else:  # every sample of this batch failed: keep the schedule aligned with the data
                     record = {"lr": self.scheduler.get_last_lr()[0], "batch": 0}
                     self._phase = "updated"
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.optimizer.step()  # no gradients: changes nothing, keeps the step order torch expects
                     self.scheduler.step()
                 self.step += 1
                 self._phase = "idle"

@@ -82,8 +82,9 @@ def test_bad_items_are_reported_not_raised(tmp_path, photo_data, tiny_net):
     batch = Collator(tiny_net.inputs)([ds[i] for i in range(4)])
     assert batch["ids"] == [good.id] and batch["targets"].shape == (1, 32, 32)
     assert batch["qwen"]["input_ids"].shape[0] == 1 and "pixel_values" in batch["qwen"]
-    errors = batch["errors"]
-    assert "corrupt" in errors[0] and "mask is 7x7" in errors[1] and "special tokens" in errors[2]
+    (id0, e0), (id1, e1), (id2, e2) = batch["errors"]
+    assert (id0, id1, id2) == ("corrupt", "small", "tokens")
+    assert "not a recognised image format" in e0 and "mask is 7x7" in e1 and "special tokens" in e2
 
 
 def test_step_batches_resume_and_ranks():

@@ -172,3 +172,31 @@ def test_interrupt_crash_and_resume_continue_the_same_curve(photo_data, tmp_path
         torch.testing.assert_close(
             final_run.optimizer["state"][name]["exp_avg"], value["exp_avg"], rtol=1e-3, atol=1e-6
         )
+
+
+def test_bad_samples_are_reported_and_training_continues(photo_data, tmp_path, caplog):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
+    lines = [
+        json.dumps(
+            {
+                "image": str(photo_data / "images" / "coffee.png"),
+                "mask_merged": str(photo_data / "masks" / "000_coffee.png"),
+                "prompt": "the cup",
+            }
+        ),
+        json.dumps(
+            {"image": str(photo_data / "images" / "coffee.png"), "mask_merged": "broken.png", "prompt": "cup"}
+        ),
+        json.dumps({"image": "missing.png", "mask_merged": "broken.png", "prompt": "x"}),
+    ]
+    (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = _cfg(tmp_path, tmp_path / "run", steps=4, batch_size=1)
+    cfg.data.train = [str(tmp_path / "data.jsonl")]
+    with caplog.at_level("WARNING"):
+        Trainer(cfg).run()
+    rows = _metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert sorted(r["batch"] for r in rows) == [0, 0, 1, 1]  # the broken item's steps made no update
+    assert all("loss" in r for r in rows if r["batch"])
+    assert "missing.png" in (tmp_path / "run" / "data_problems.txt").read_text()
+    assert sum("skipped sample" in m and "not a recognised" in m for m in caplog.messages) == 1  # once
