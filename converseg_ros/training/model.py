@@ -78,7 +78,7 @@ def _spec(cfg: ModelConfig) -> ModelSpec:
 
 
 def build_training_model(cfg: ModelConfig) -> ConverSegNet:
-    """Model with the mask decoder, adapter heads and LoRA trainable in fp32."""
+    """Model with the mask decoder, adapter heads and LoRA trainable (``build_model`` keeps them in fp32)."""
     device = resolve_device(cfg.device)
     compute = autocast_dtype(cfg, device)
     net = build_model(
@@ -88,15 +88,10 @@ def build_training_model(cfg: ModelConfig) -> ConverSegNet:
         trainable=True,
         max_pixels=cfg.max_pixels,
     )
-    for name, param in net.named_parameters():
-        if (
-            cfg.freeze_unsupervised
-            and name.startswith("sam.sam_mask_decoder.")
-            and any(part in name for part in UNSUPERVISED)
-        ):
-            param.requires_grad_(False)
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
+    if cfg.freeze_unsupervised:
+        for name, param in net.sam.sam_mask_decoder.named_parameters():
+            if name.startswith(UNSUPERVISED):
+                param.requires_grad_(False)
     lora = net.adapter.backbone.peft_config["default"]
     if (lora.r, lora.lora_alpha) != (cfg.lora_r, cfg.lora_alpha):
         log.warning(

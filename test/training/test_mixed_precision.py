@@ -39,6 +39,11 @@ def test_bf16_autocast_trains_fp32_masters_and_exports(photo_data, tmp_path):
     net = trainer.net
     trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
     assert trained and all(p.dtype == torch.float32 for p in trained.values())
+    decoder = "sam.sam_mask_decoder."
+    assert any(n.startswith(decoder + "output_hypernetworks_mlps.0.") for n in trained)
+    assert any(n.startswith(decoder + "transformer.") for n in trained)
+    for part in ("output_hypernetworks_mlps.1.", "iou_prediction_head.", "pred_obj_score_head.", "conv_s0."):
+        assert not any(n.startswith(decoder + part) for n in trained), part  # no gradient from output 0
     qwen_base = [
         p for n, p in net.adapter.named_parameters() if n.startswith("backbone.") and ".lora_" not in n
     ]
