@@ -55,6 +55,7 @@ class ModelConfig:
     device: str = "auto"  # auto = cuda when available
     autocast: str = "auto"  # auto = bf16 autocast on CUDA (fp32 master weights), none on CPU; bf16 forces it
     freeze_unsupervised: bool = True  # keep decoder parts that output 0 never trains out of the optimiser
+    gradient_checkpointing: bool = False  # recompute Qwen activations in the backward pass (less memory)
     max_pixels: int | None = None  # cap Qwen's view of each image (None = native resolution, as the authors)
 
 

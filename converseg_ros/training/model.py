@@ -92,6 +92,10 @@ def build_training_model(cfg: ModelConfig) -> ConverSegNet:
         for name, param in net.sam.sam_mask_decoder.named_parameters():
             if name.startswith(UNSUPERVISED):
                 param.requires_grad_(False)
+    if cfg.gradient_checkpointing:  # non-reentrant: recomputation replays the same LoRA-dropout masks
+        net.adapter.backbone.base_model.model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     lora = net.adapter.backbone.peft_config["default"]
     if (lora.r, lora.lora_alpha) != (cfg.lora_r, cfg.lora_alpha):
         log.warning(
