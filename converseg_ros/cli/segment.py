@@ -19,14 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from converseg_ros.engine import ConverSegEngine, SegmentationOutput
+from converseg_ros.cli.model_args import add_model_arguments, engine_from_args
+from converseg_ros.engine import SegmentationOutput
 from converseg_ros.errors import ConverSegError
 from converseg_ros.imaging import decode_image
 from converseg_ros.modeling.atomic import atomic_path, atomic_write_bytes
 from converseg_ros.visualization import draw_overlay
 
 UNTRAINED_BANNER = "UNTRAINED model ({name}): random weights, the masks carry no meaning"
-PATH_OPTIONS = ("vlm", "sam2_config", "sam2_base", "sam2_checkpoint", "plm_checkpoint", "lora")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,29 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", action="append", default=[], help="image file (repeatable)")
     parser.add_argument("--prompt", action="append", default=[], help="conversational prompt (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--preset", default="converseg-3b", help="model preset from models/ (default: %(default)s)")
-    parser.add_argument("--vlm", help="Qwen2.5-VL hub id or local folder (config, tokenizer, processor)")
-    parser.add_argument("--sam2-config", help="SAM2 config name (sam2_hiera_l.yaml) or YAML path")
-    parser.add_argument("--sam2-base", help="base SAM2 checkpoint (sam2_hiera_large.pt)")
-    parser.add_argument("--sam2-checkpoint", help="fine-tuned SAM2 .torch file of a release")
-    parser.add_argument("--plm-checkpoint", help="language-adapter .torch file of a release")
-    parser.add_argument("--lora", help="LoRA adapter folder of a release")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="Qwen/adapter precision; auto = bf16 on CUDA, fp32 on CPU")
-    parser.add_argument("--decode", default="multimask", choices=["multimask", "first"],
-                        help="multimask: best predicted IoU of outputs 1-3 (the authors'); first: output 0")
-    parser.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
-    parser.add_argument("--max-pixels", type=int, default=None,
-                        help="cap the pixels Qwen sees (speed; a deviation from the reference; off by default)")
+    add_model_arguments(parser, allow_download=True)
     parser.add_argument("--min-region-area", type=int, default=1, help="drop regions smaller than this (pixels)")
     parser.add_argument("--max-regions", type=int, default=10, help="keep at most this many regions")
     parser.add_argument("--save-logits", action="store_true", help="also write full-resolution float32 logits")
-    download = parser.add_mutually_exclusive_group()
-    download.add_argument("--allow-download", dest="allow_download", action="store_true", default=True,
-                          help="download missing model files from the Hugging Face hub (default)")
-    download.add_argument("--offline", dest="allow_download", action="store_false",
-                          help="only use local files and the hub cache")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -98,12 +79,7 @@ class SegmentCommand:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        overrides = {name: getattr(args, name) for name in PATH_OPTIONS if getattr(args, name)}
-        self.engine = ConverSegEngine.from_preset(
-            args.preset, device=args.device, precision=args.precision, overrides=overrides,
-            allow_download=args.allow_download, max_pixels=args.max_pixels, decode_mode=args.decode,
-            mask_threshold=args.threshold,
-        )
+        self.engine = engine_from_args(args)
         spec = self.engine.spec
         self.banner = "" if spec.trained else UNTRAINED_BANNER.format(name=spec.name)
         if self.banner:

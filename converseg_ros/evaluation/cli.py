@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from converseg_ros.cli.model_args import add_model_arguments, engine_from_args, model_overrides
 from converseg_ros.data.hub import HUB_DATASET, HUB_SPLITS, load_hub_split
 from converseg_ros.data.readers import read_items_json, read_reasonseg
 from converseg_ros.data.samples import ReadResult
@@ -24,22 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="converseg-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    model = p.add_argument_group("model")
-    model.add_argument("--preset", default="converseg-3b", help="model preset name or YAML path")
-    model.add_argument("--release", help="release directory to evaluate (e.g. from converseg-train export)")
-    model.add_argument("--sam2-checkpoint", help="SAM2 .torch file (overrides the preset)")
-    model.add_argument("--plm-checkpoint", help="language-adapter .torch file (overrides the preset)")
-    model.add_argument("--lora", help="LoRA directory (overrides the preset)")
-    model.add_argument("--device", default="auto")
-    model.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    model.add_argument(
-        "--decode-mode",
-        default="multimask",
-        choices=["multimask", "first"],
-        help="multimask = argmax predicted IoU of outputs 1-3 (authors' eval); first = output 0",
-    )
-    model.add_argument("--max-pixels", type=int, help="cap Qwen's view of each image (documented deviation)")
-    model.add_argument("--allow-download", action="store_true", help="fetch missing model files from the hub")
+    add_model_arguments(p.add_argument_group("model"), allow_download=False)
     data = p.add_argument_group("data (any combination; each source is reported as its own split)")
     data.add_argument("--hf", action="store_true", help=f"the ConverSeg benchmark ({HUB_DATASET})")
     data.add_argument("--hf-dataset", default=HUB_DATASET, help="hub id or local copy of the benchmark")
@@ -82,23 +68,7 @@ def load_splits(args: argparse.Namespace) -> dict[str, ReadResult]:
 
 
 def _engine(args: argparse.Namespace):
-    from converseg_ros.engine import ConverSegEngine
-    from converseg_ros.training.release import release_files
-
-    overrides = release_files(args.release) if args.release else {}
-    for key in ("sam2_checkpoint", "plm_checkpoint", "lora"):
-        if getattr(args, key):
-            overrides[key] = getattr(args, key)
-    engine = ConverSegEngine.from_preset(
-        args.preset,
-        device=args.device,
-        precision=args.precision,
-        overrides=overrides or None,
-        allow_download=args.allow_download,
-        max_pixels=args.max_pixels,
-        decode_mode=args.decode_mode,
-    )
-    return engine, overrides
+    return engine_from_args(args), model_overrides(args)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -144,6 +144,19 @@ def find_checkpoint(folder: Path, pattern: str) -> Path:
     return min(matches, key=lambda p: len(p.name))
 
 
+def release_files(release_dir: str | Path) -> dict[str, str]:
+    """The three files of a release folder, as ``ModelSpec`` fields (``sam2_checkpoint``, ``plm_checkpoint``,
+    ``lora``), whatever its name and step (the authors' or ``converseg-train export``'s)."""
+    folder = Path(release_dir)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: release directory not found")
+    return {
+        "sam2_checkpoint": str(find_checkpoint(folder, "*_sam2_*.torch*")),
+        "plm_checkpoint": str(find_checkpoint(folder, "*_plm_*.torch")),
+        "lora": str(find_checkpoint(folder, "lora_plm_adapter_*")),
+    }
+
+
 def release_names(step: int | str, name: str = "ConverSeg-Net") -> dict[str, str]:
     """File names of a release, as the authors' training script writes them."""
     return {

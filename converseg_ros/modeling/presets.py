@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from converseg_ros.errors import PresetError
-from converseg_ros.modeling.checkpoints import find_checkpoint
+from converseg_ros.modeling.checkpoints import find_checkpoint, release_files
 from converseg_ros.modeling.hub import fetch_snapshot
 from converseg_ros.modeling.language_adapter import LoraSettings
 
@@ -105,13 +105,7 @@ def resolve_files(spec: ModelSpec, allow_download: bool = False) -> ModelSpec:
         from converseg_ros.modeling.tiny import build_tiny_files
 
         root = build_tiny_files(tiny_root())
-        local = {
-            "vlm": str(root / "qwen"),
-            "sam2_config": str(root / "sam2_tiny.yaml"),
-            "sam2_checkpoint": str(find_checkpoint(root, "ConverSeg-Net_sam2_0.torch*")),
-            "plm_checkpoint": str(root / "ConverSeg-Net_plm_0.torch"),
-            "lora": str(root / "lora_plm_adapter_0"),
-        }
+        local = {"vlm": str(root / "qwen"), "sam2_config": str(root / "sam2_tiny.yaml"), **release_files(root)}
         defaults = ModelSpec(name=spec.name)
         keep = {k: getattr(spec, k) for k in local if getattr(spec, k) != getattr(defaults, k)}
         return dataclasses.replace(spec, **{**local, **keep})

@@ -12,10 +12,10 @@ import torch
 
 from converseg_ros.errors import CheckpointError
 from converseg_ros.modeling.build import ConverSegNet, build_model
+from converseg_ros.modeling.checkpoints import release_files
 from converseg_ros.modeling.presets import ModelSpec, load_preset
 from converseg_ros.training.checkpoint import load_trained, resolve_checkpoint
 from converseg_ros.training.config import ModelConfig
-from converseg_ros.training.release import release_files
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,10 @@ import math
 import torch
 
 from converseg_ros.engine import ConverSegEngine
-from converseg_ros.modeling.checkpoints import read_state_dict
+from converseg_ros.modeling.checkpoints import read_state_dict, release_files
 from converseg_ros.training.config import load_config
 from converseg_ros.training.export import export_release
 from converseg_ros.training.loop import Trainer
-from converseg_ros.training.release import release_files
 
 
 def test_bf16_autocast_trains_fp32_masters_and_exports(photo_data, tmp_path):

@@ -10,12 +10,12 @@ import torch
 from skimage import data as skdata
 
 from converseg_ros.engine import ConverSegEngine
+from converseg_ros.modeling.checkpoints import release_files
 from converseg_ros.training import checkpoint as ck
 from converseg_ros.training.cli import main
 from converseg_ros.training.config import load_config
 from converseg_ros.training.loop import Trainer
 from converseg_ros.training.model import build_training_model
-from converseg_ros.training.release import release_files
 
 
 def _metrics(run) -> list[dict]:

@@ -1,0 +1,51 @@
+"""Model options shared by the command-line tools, and the engine they describe."""
+
+from __future__ import annotations
+
+import argparse
+
+PATH_OPTIONS = ("vlm", "sam2_config", "sam2_base", "sam2_checkpoint", "plm_checkpoint", "lora")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, allow_download: bool) -> None:
+    """--preset/--release/explicit files, device, precision, decoding and download options."""
+    add = parser.add_argument
+    add("--preset", default="converseg-3b", help="model preset from models/ or a YAML path (default: %(default)s)")
+    add("--release", help="release folder (SAM2 .torch, plm .torch, LoRA folder), e.g. from converseg-train export")
+    add("--vlm", help="Qwen2.5-VL hub id or local folder (config, tokenizer, processor)")
+    add("--sam2-config", help="SAM2 config name (sam2_hiera_l.yaml) or YAML path")
+    add("--sam2-base", help="base SAM2 checkpoint (sam2_hiera_large.pt)")
+    add("--sam2-checkpoint", help="fine-tuned SAM2 .torch file (overrides the preset/release)")
+    add("--plm-checkpoint", help="language-adapter .torch file (overrides the preset/release)")
+    add("--lora", help="LoRA adapter folder (overrides the preset/release)")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+        help="Qwen/adapter precision; auto = bf16 on CUDA, fp32 on CPU (SAM2 stays fp32)")
+    add("--decode-mode", default="multimask", choices=["multimask", "first"],
+        help="multimask: best predicted IoU of decoder outputs 1-3 (the authors' demo/eval); first: output 0")
+    add("--threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
+    add("--max-pixels", type=int, default=None,
+        help="cap the pixels Qwen sees (speed; a deviation from the reference; off by default)")
+    add("--allow-download", dest="allow_download", action="store_true", default=allow_download,
+        help="download missing model files from the Hugging Face hub" + (" (default)" if allow_download else ""))
+    add("--offline", dest="allow_download", action="store_false", help="only local files and the hub cache")
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """Preset fields replaced by --release and explicit file options (explicit files win)."""
+    from converseg_ros.modeling.checkpoints import release_files
+
+    overrides = release_files(args.release) if args.release else {}
+    overrides.update({name: getattr(args, name) for name in PATH_OPTIONS if getattr(args, name)})
+    return overrides
+
+
+def engine_from_args(args: argparse.Namespace):
+    """The ConverSegEngine the parsed model options describe."""
+    from converseg_ros.engine import ConverSegEngine
+
+    return ConverSegEngine.from_preset(
+        args.preset, device=args.device, precision=args.precision, overrides=model_overrides(args) or None,
+        allow_download=args.allow_download, max_pixels=args.max_pixels, decode_mode=args.decode_mode,
+        mask_threshold=args.threshold,
+    )
