@@ -221,6 +221,7 @@ def main() -> int:
             "end": round(rss_end, 1),
             "growth": round(rss_end - rss_start, 1),
             "slope_second_half_mb_per_min": round(slope, 2),
+            "samples_every_10s": [round(m) for _, m in rss_samples],
         },
     }
     print(json.dumps(figures, indent=2))
