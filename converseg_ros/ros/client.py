@@ -19,10 +19,9 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from converseg_ros.msg import SegmentationQuery, SegmentationResult
 from converseg_ros.ros import qos
 from converseg_ros.ros.image_codec import decode, encode
-from converseg_ros.srv import Segment
+from converseg_ros.ros.interfaces import Segment, SegmentationQuery, SegmentationResult
 
 
 class ConverSegClient:

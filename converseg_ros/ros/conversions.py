@@ -12,8 +12,8 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from converseg_ros.msg import AffordanceRegion, SegmentationResult
 from converseg_ros.ros.image_codec import encode_mask
+from converseg_ros.ros.interfaces import AffordanceRegion, SegmentationResult
 from converseg_ros.ros.worker import Outcome, Query
 
 try:  # optional: not installable from pip here

@@ -25,13 +25,13 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from converseg_ros.msg import SegmentationQuery, SegmentationResult
 from converseg_ros.ros import conversions as conv
 from converseg_ros.ros import params, qos
 from converseg_ros.ros.depth import Intrinsics, region_position
 from converseg_ros.ros.frame_slot import Frame, LatestSlot
 from converseg_ros.ros.image_codec import encode
 from converseg_ros.ros.image_input import compressed_to_rgb8, depth_to_m, image_to_rgb8
+from converseg_ros.ros.interfaces import Segment, SegmentationQuery, SegmentationResult
 from converseg_ros.ros.model import ModelChoice, check_model, load_engine
 from converseg_ros.ros.worker import (
     MODE_CONTINUOUS,
@@ -44,7 +44,6 @@ from converseg_ros.ros.worker import (
     WorkerSettings,
     free_accelerator_cache,
 )
-from converseg_ros.srv import Segment
 
 NODE_NAME = "converseg_node"
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"

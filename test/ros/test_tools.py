@@ -169,14 +169,38 @@ def test_replay_reads_recorded_bags(ros, tmp_path: Path, source: str) -> None:  
         np.testing.assert_array_equal(decode(msg), frames[k])
 
 
-def test_second_node_instance_in_another_namespace(ros, tmp_path: Path) -> None:  # noqa: ANN001
-    """Two cameras = two namespaces; the initial `query` parameter is active and latched at start."""
-    from converseg_ros.msg import SegmentationQuery
-    from converseg_ros.ros import qos
+def test_second_node_with_compressed_input_and_initial_query(ros, tmp_path: Path) -> None:  # noqa: ANN001
+    """Two cameras = two namespaces. This one reads CompressedImage (PNG) and starts with the `query`
+    parameter active and latched."""
+    import array
 
-    node = start_node(ros, "/cs_second", ["-p", "query:=the table"], tmp_path / "second.log")
+    from sensor_msgs.msg import CompressedImage
+
+    from converseg_ros.ros import qos
+    from converseg_ros.ros.interfaces import SegmentationQuery, SegmentationResult
+
+    node = start_node(
+        ros, "/cs_second", ["-p", "query:=the table", "-p", "use_compressed:=true"], tmp_path / "second.log"
+    )
     try:
         latched = Collector(ros, SegmentationQuery, "/cs_second/active_query", qos.latched_qos())
-        assert spin_until(ros, lambda: latched.matching(lambda q: q.text == "the table"), 10.0)
+        got = spin_until(ros, lambda: latched.matching(lambda q: q.text == "the table"), 10.0)
+        assert got
+        results = Collector(ros, SegmentationResult, "/cs_second/result")
+        pub = ros.create_publisher(CompressedImage, "/cs_second/image/compressed", qos.output_qos(1))
+        rgb = photo(120)
+        ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
+        msg = CompressedImage(format="png", data=array.array("B", png.tobytes()))
+        msg.header.frame_id = "compressed_cam"
+        msg.header.stamp = ros.get_clock().now().to_msg()
+        r = spin_until(
+            ros,
+            lambda: results.matching(lambda r: r.query_id == got[0].id),
+            20.0,
+            step=lambda: pub.publish(msg),
+        )
+        assert r, node.output()[-2000:]
+        assert r[0].success and r[0].header.frame_id == "compressed_cam"
+        assert (r[0].mask.width, r[0].mask.height, r[0].mask.encoding) == (120, rgb.shape[0], "mono8")
     finally:
         assert node.stop() in (0, -2)
