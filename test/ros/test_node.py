@@ -377,6 +377,29 @@ def test_params_yaml_loaded(h: Harness) -> None:
     assert {n: got[n] for n in names} == {n: shipped[n] for n in names}
 
 
+def test_runtime_parameters(h: Harness) -> None:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = h.ros.create_client(SetParameters, f"{NS}/converseg_node/set_parameters")
+    late = Collector(h.ros, SegmentationQuery, f"{NS}/active_query", qos.latched_qos())
+
+    def param(name: str, value: str) -> Parameter:
+        return Parameter(
+            name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        )
+
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("query", "the handle of the cup")]))
+    assert resp.results[0].successful, resp.results[0].reason
+    assert spin_until(h.ros, lambda: late.items and late.items[-1].text == "the handle of the cup", 5.0)
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("frame_policy", "sometimes")]))
+    assert not resp.results[0].successful and "frame_policy" in resp.results[0].reason
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("preset", "converseg-7b")]))
+    assert not resp.results[0].successful  # read-only after start: change it and re-configure
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("query", "")]))
+    assert resp.results[0].successful and spin_until(h.ros, lambda: late.items[-1].text == "", 5.0)
+
+
 def test_deactivate_frees_and_activate_reloads(h: Harness, node_proc) -> None:  # noqa: ANN001
     change = h.ros.create_client(ChangeState, f"{NS}/converseg_node/change_state")
     state = h.ros.create_client(GetState, f"{NS}/converseg_node/get_state")
