@@ -190,11 +190,7 @@ def main() -> int:
             node_proc.wait(30)
 
     second_half = [(t, m) for t, m in rss_samples if t >= args.duration / 2]
-    slope = (
-        float(np.polyfit(*zip(*second_half, strict=True), 1)[0]) * 60
-        if len(second_half) >= 2
-        else float("nan")
-    )
+    slope = float(np.polyfit(*zip(*second_half, strict=True), 1)[0]) * 60 if len(second_half) >= 2 else None
     d = soak.diag
     figures = {
         "duration_s": round(elapsed, 1),
@@ -220,7 +216,7 @@ def main() -> int:
             "start": round(rss_start, 1),
             "end": round(rss_end, 1),
             "growth": round(rss_end - rss_start, 1),
-            "slope_second_half_mb_per_min": round(slope, 2),
+            "slope_second_half_mb_per_min": None if slope is None else round(slope, 2),
             "samples_every_10s": [round(m) for _, m in rss_samples],
         },
     }
