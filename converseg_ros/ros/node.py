@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import threading
 import time
 from typing import Any
 
@@ -46,6 +47,10 @@ from converseg_ros.ros.worker import (
 )
 
 NODE_NAME = "converseg_node"
+# Executor threads: the input/timer group needs one, each waiting segment call holds one. Calls beyond
+# MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the image subscription.
+EXECUTOR_THREADS = 6
+MAX_WAITING_CALLS = EXECUTOR_THREADS - 2
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
 
 
@@ -65,6 +70,8 @@ class ConverSegNode(LifecycleNode):
         self._ids = itertools.count(1)
         self._active_query: Query | None = None
         self._enabled = True
+        self._waiting_calls = 0
+        self._calls_lock = threading.Lock()
         self._depth: tuple[Any, int] | None = None  # (depth message, stamp ns)
         self._intrinsics: Intrinsics | None = None
         self._cs_inputs_group = MutuallyExclusiveCallbackGroup()
@@ -320,14 +327,18 @@ class ConverSegNode(LifecycleNode):
         )
         if query.mode == MODE_ONCE:
             if self.worker is not None:
-                self.worker.submit(Job(query, policy=self.cfg.frame_policy))
+                job = self.worker.submit(Job(query, policy=self.cfg.frame_policy))
+                if job.done.is_set() and job.outcome is not None and job.outcome.error:  # refused (busy)
+                    self._report_bad_query(query.id, query.text, Header(), job.outcome.error, prefix="")
             return
         self._active_query = query
         if self.worker is not None:
             self.worker.set_continuous(query)
         self._publish_active_query()
 
-    def _report_bad_query(self, qid: str, text: str, header: Any, reason: str) -> None:
+    def _report_bad_query(
+        self, qid: str, text: str, header: Any, reason: str, prefix: str = "bad query: "
+    ) -> None:
         self.get_logger().warning(
             f"[{NODE_NAME}] query refused: {reason}", throttle_duration_sec=self.cfg.log_throttle_s
         )
@@ -339,7 +350,7 @@ class ConverSegNode(LifecycleNode):
                     query_id=qid,
                     query=text[:200],
                     success=False,
-                    message=f"bad query: {reason}",
+                    message=f"{prefix}{reason}",
                 )
             )
 
@@ -394,8 +405,19 @@ class ConverSegNode(LifecycleNode):
             return resp
         timeout = float(req.timeout_s) if req.timeout_s > 0 else self.cfg.service_timeout_s
         inline = req.image if (req.image.height or req.image.width or len(req.image.data)) else None
-        job = worker.submit(Job(query, policy=policy, inline_msg=inline, from_service=True))
-        if not job.done.wait(min(timeout, 3600.0)):
+        with self._calls_lock:
+            busy = self._waiting_calls >= MAX_WAITING_CALLS
+            self._waiting_calls += 0 if busy else 1
+        if busy:
+            resp.success, resp.message = False, f"busy: {MAX_WAITING_CALLS} segment calls already waiting"
+            return resp
+        try:
+            job = worker.submit(Job(query, policy=policy, inline_msg=inline, from_service=True))
+            answered = job.done.wait(min(timeout, 3600.0))
+        finally:
+            with self._calls_lock:
+                self._waiting_calls -= 1
+        if not answered:
             worker.cancel(job)
             where = "the model" if inline is not None else f"a {policy} camera frame or the model"
             resp.success, resp.message = False, f"timed out after {timeout:.1f} s waiting for {where}"
@@ -580,7 +602,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = ConverSegNode()
     code = 0
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         if node.cfg.autostart:

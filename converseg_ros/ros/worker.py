@@ -22,6 +22,7 @@ from converseg_ros.ros.image_codec import ImageCodecError
 
 MODE_CONTINUOUS = 0
 MODE_ONCE = 1
+MAX_PENDING_JOBS = 64  # once-queries and service calls waiting for a frame; more are refused
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,11 @@ class InferenceWorker:
         return self._enabled
 
     def submit(self, job: Job) -> Job:
-        """Queue a one-shot job (returns it; wait on ``job.done``)."""
+        """Queue a one-shot job (returns it; wait on ``job.done``). Refused when MAX_PENDING_JOBS wait."""
         with self._cond:
+            if len(self._jobs) >= MAX_PENDING_JOBS:
+                self._finish(job, None, Outcome(job.query, error=f"busy: {MAX_PENDING_JOBS} queries pending"))
+                return job
             if job.inline_msg is None and job.policy == "next":
                 job.after_seq = self.slot.seq
             self._jobs.append(job)

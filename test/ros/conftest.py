@@ -32,6 +32,13 @@ def ros() -> Iterator[Node]:
     rclpy.try_shutdown()
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (even if pytest is killed), so no node is left."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class NodeProcess:
     """converseg_node running as ``python -m converseg_ros.node`` in its own process."""
 
@@ -55,7 +62,12 @@ class NodeProcess:
         ]
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, cwd="/", stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd="/",
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def output(self) -> str:

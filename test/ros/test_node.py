@@ -207,6 +207,29 @@ def test_service_timeout_and_bad_requests(h: Harness) -> None:
     assert r is not None and not r.success and "empty query" in r.message
 
 
+def test_waiting_calls_never_starve_the_camera(h: Harness) -> None:
+    """Six concurrent `next` calls: four wait (the rest are refused as busy right away) and the frame sent
+    while they wait still reaches the node and answers all four."""
+    futures = [
+        h.segment.call_async(
+            Segment.Request(query="the cup", query_id=f"wait{k}", frame_policy="next", timeout_s=20.0)
+        )
+        for k in range(6)
+    ]
+    busy = spin_until(
+        h.ros, lambda: [f for f in futures if f.done()] if sum(f.done() for f in futures) >= 2 else None, 10.0
+    )
+    assert busy and all(not f.result().success and "busy" in f.result().message for f in busy)
+    spin_for(h.ros, 0.3)
+    frame = h.send_image("cam_waiting")
+    assert spin_until(h.ros, lambda: all(f.done() for f in futures), 20.0)
+    answered = [f.result() for f in futures if f not in busy]
+    assert len(answered) == 4
+    for resp in answered:
+        assert resp.success, resp.message
+        assert same_header(resp.result.header, frame.header)
+
+
 def test_stale_frames_rejected(h: Harness) -> None:
     stale_before = int(h.diag("frames_stale"))
     spin_for(h.ros, 1.2)  # frames of earlier tests turn stale

@@ -110,3 +110,16 @@ def test_jobs_share_the_cached_encoding_of_a_frame(rig) -> None:  # noqa: ANN001
     assert all(j.done.wait(20) for j in jobs)
     assert all(j.outcome.error is None for j in jobs)
     assert worker.stats.frames_encoded == 1  # three queries (in one or more rounds), one encoding
+
+
+def test_pending_jobs_are_bounded(rig) -> None:  # noqa: ANN001
+    from converseg_ros.ros.worker import MAX_PENDING_JOBS
+
+    worker, _, _put, _wait = rig
+    worker.set_enabled(False)  # topic once-queries wait while disabled
+    jobs = [
+        worker.submit(Job(Query(f"o{k}", "the cup", 0), policy="next")) for k in range(MAX_PENDING_JOBS + 1)
+    ]
+    assert worker.pending_jobs == MAX_PENDING_JOBS
+    assert jobs[-1].done.is_set() and "busy" in jobs[-1].outcome.error
+    assert not jobs[0].done.is_set()
