@@ -140,3 +140,25 @@ def test_compressed_png_and_garbage() -> None:
     np.testing.assert_array_equal(out, rgb)
     with pytest.raises(codec.ImageCodecError, match="could not decode"):
         compressed_to_rgb8(CompressedImage(format="jpeg", data=array.array("B", b"not an image")))
+
+
+def test_without_cv_bridge_other_encodings_are_refused_clearly() -> None:
+    from converseg_ros.ros import cv_bridge_compat
+
+    msg = codec.encode(sample("rgb8"), "rgb8", Image())
+    msg.encoding = "bayer_rggb8"
+    if cv_bridge_compat.get_bridge() is not None:
+        pytest.skip("cv_bridge imports here: the refusal path is not taken")
+    assert cv_bridge_compat.unavailable_reason()  # why it is not used (missing, or broken under NumPy 2)
+    with pytest.raises(codec.ImageCodecError, match="cv_bridge unavailable"):
+        image_to_rgb8(msg)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_cv_bridge_parity(encoding: str) -> None:
+    from converseg_ros.ros import cv_bridge_compat
+
+    if cv_bridge_compat.get_bridge() is None:
+        pytest.skip(f"cv_bridge not importable here: {cv_bridge_compat.unavailable_reason()}")
+    msg = raw_message(sample(encoding), encoding, False, 4)
+    np.testing.assert_array_equal(image_to_rgb8(msg, "always"), image_to_rgb8(msg, "never"))
