@@ -173,6 +173,7 @@ def main() -> int:
                 rss_samples.append((time.monotonic() - t0, proc.memory_info().rss / 2**20))
                 next_sample += 10
         soak.running = False
+        stop_t = time.monotonic()
         drain_t0 = time.monotonic()
         while len(soak.answered) < len(soak.sent_queries) and time.monotonic() - drain_t0 < 10:
             rclpy.spin_once(soak, timeout_sec=0.05)
@@ -207,6 +208,10 @@ def main() -> int:
         "once_queries_sent": len(soak.sent_queries),
         "once_queries_answered": len(soak.answered),
         "backlog_unanswered_after_drain": len(soak.sent_queries) - len(soak.answered),
+        "unanswered_sent_s_before_stop": [
+            round(stop_t - t, 2) for q, t in soak.sent_queries.items() if q not in soak.answered
+        ],
+        "node_pending_jobs_at_end": int(d.get("pending_jobs", 0)),
         "max_pending_jobs": soak.max_pending,
         "drain_s": round(drain_s, 2),
         "result_latency_ms": percentiles(soak.latency_ms),

@@ -100,7 +100,7 @@ class ConverSegNode(LifecycleNode):
         self.cfg = cfg
         out = qos.output_qos
         self._cs_pubs = {
-            "result": self.create_publisher(SegmentationResult, "result", out(10)),
+            "result": self.create_publisher(SegmentationResult, "result", out(50)),
             "mask": self.create_publisher(Image, "mask", out(1)),
             "overlay": self.create_publisher(Image, "overlay", out(1)),
             "active_query": self.create_publisher(SegmentationQuery, "active_query", qos.latched_qos()),
