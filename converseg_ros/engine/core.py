@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,30 +51,26 @@ class SegmentationOutput:
 class ConverSegEngine:
     """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock."""
 
-    def __init__(
-        self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5,
-        parallel_encode: bool = True,
-    ):
+    def __init__(self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
         self.net = net.eval()
         self.decode_mode = decode_mode
         self.logit_threshold = probability_to_logit(mask_threshold)
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sam2-encode") if parallel_encode else None
 
     @classmethod
     def from_preset(
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
-        decode_mode: str = "multimask", mask_threshold: float = 0.5, parallel_encode: bool = True,
+        decode_mode: str = "multimask", mask_threshold: float = 0.5,
     ) -> ConverSegEngine:
         """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
         net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
-        return cls(net, decode_mode, mask_threshold, parallel_encode)
+        return cls(net, decode_mode, mask_threshold)
 
     @property
     def spec(self) -> ModelSpec:
@@ -87,23 +82,13 @@ class ConverSegEngine:
 
     @torch.inference_mode()
     def encode_frame(self, image: np.ndarray) -> FrameEncoding:
-        """SAM2 image embedding and Qwen image prefix of one RGB frame (validated; ImageError if bad).
-
-        The two branches are independent; with ``parallel_encode`` SAM2 runs on a second thread while
-        this one runs Qwen (identical results, shorter wall time when one branch alone does not keep
-        every core busy).
-        """
+        """SAM2 image embedding and Qwen image prefix of one RGB frame (validated; ImageError if bad)."""
         rgb = as_rgb(image)
         with self._lock:
             start = time.perf_counter()
             square, geometry = letterbox(rgb, self.net.image_size)
-            if self._pool is not None:
-                sam_future = self._pool.submit(self._encode_sam, square)
-                prefix, prefix_ms = self._encode_prefix(rgb)
-                sam, sam_ms = sam_future.result()
-            else:
-                sam, sam_ms = self._encode_sam(square)
-                prefix, prefix_ms = self._encode_prefix(rgb)
+            sam, sam_ms = self._encode_sam(square)
+            prefix, prefix_ms = self._encode_prefix(rgb)
             total_ms = (time.perf_counter() - start) * 1e3
         timings = {"sam_encode_ms": sam_ms, "qwen_prefix_ms": prefix_ms, "encode_ms": total_ms}
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
@@ -199,9 +184,6 @@ class ConverSegEngine:
         """Release the model and its device memory."""
         with self._lock:
             self.net = None
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

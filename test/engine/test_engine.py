@@ -101,12 +101,7 @@ def test_pixel_cap_reduces_qwen_image_tokens(tiny_net, photos):
     assert capped["input_ids"].shape[1] < full / 4
 
 
-def test_parallel_and_sequential_frame_encoding_agree(tiny_net, photos):
-    parallel = ConverSegEngine(tiny_net, parallel_encode=True)
-    sequential = ConverSegEngine(tiny_net, parallel_encode=False)
-    a = parallel.segment_image(photos["chelsea"], PROMPTS[:2], return_logits=True)
-    b = sequential.segment_image(photos["chelsea"], PROMPTS[:2], return_logits=True)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x.logits, y.logits)
-    parallel.close()
-    assert parallel.net is None
+def test_close_releases_the_model(tiny_net):
+    engine = ConverSegEngine(tiny_net)
+    engine.close()
+    assert engine.net is None
