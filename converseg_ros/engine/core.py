@@ -173,11 +173,13 @@ class ConverSegEngine:
         """Encode ``image`` and answer ``prompts`` on it."""
         return self.segment(self.encode_frame(image), prompts, **kwargs)
 
-    def warmup(self) -> float:
-        """One inference on a synthetic frame (allocations, kernels); returns its duration in ms."""
+    def warmup(self, size: tuple[int, int] = (480, 640)) -> float:
+        """One inference on a synthetic frame of ``size`` (height, width) — use the camera's size so the
+        first real frame finds its allocations and kernels ready; returns its duration in ms."""
         start = time.perf_counter()
-        gradient = np.linspace(0, 255, 64 * 96 * 3, dtype=np.float32).reshape(64, 96, 3).astype(np.uint8)
-        self.segment_image(gradient, ["warm up"])
+        height, width = size
+        ramp = np.linspace(0, 255, height * width * 3, dtype=np.float32).reshape(height, width, 3)
+        self.segment_image(ramp.astype(np.uint8), ["warm up"])
         return (time.perf_counter() - start) * 1e3
 
     def close(self) -> None:

@@ -22,16 +22,22 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_device_precision(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
-    """``auto`` picks cuda + bf16 when a GPU is present, else cpu + fp32."""
+def resolve_device_names(device: str, precision: str) -> tuple[str, str]:
+    """``auto`` picks cuda + bf16 when a GPU is present, else cpu + fp32; refuses CUDA without a GPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available (use cpu or auto)")
     if precision == "auto":
         precision = "bf16" if device.startswith("cuda") else "fp32"
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {sorted(PRECISIONS)}")
+    return device, precision
+
+
+def resolve_device_precision(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
+    """:func:`resolve_device_names` as torch objects."""
+    device, precision = resolve_device_names(device, precision)
     return torch.device(device), PRECISIONS[precision]
 
 

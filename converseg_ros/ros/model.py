@@ -22,22 +22,10 @@ class ModelChoice:
     precision: str
 
 
-def resolve_device(device: str, precision: str) -> tuple[str, str]:
-    """auto -> cuda when available else cpu; auto precision -> bf16 on cuda, fp32 on cpu."""
-    if device == "auto" or precision == "auto":
-        import torch
-
-        cuda = torch.cuda.is_available()
-    if device == "auto":
-        device = "cuda" if cuda else "cpu"
-    if precision == "auto":
-        precision = "bf16" if device.startswith("cuda") else "fp32"
-    return device, precision
-
-
 def check_model(cfg: NodeConfig) -> ModelChoice:
     """Validate the preset and make sure its files are local (raises ConverSegError/ValueError with the
     file or preset at fault). Builds the tiny model's files on first use; downloads only if allowed."""
+    from converseg_ros.modeling.build import resolve_device_names
     from converseg_ros.modeling.presets import load_preset, resolve_files
 
     spec = load_preset(cfg.preset).with_overrides(**cfg.overrides())
@@ -46,12 +34,7 @@ def check_model(cfg: NodeConfig) -> ModelChoice:
         path = getattr(local, name, None)
         if path and not Path(path).exists():
             raise FileNotFoundError(f"{name}: {path} does not exist")
-    device, precision = resolve_device(cfg.device, cfg.precision)
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={cfg.device!r} but CUDA is not available (set device:=cpu or auto)")
+    device, precision = resolve_device_names(cfg.device, cfg.precision)
     return ModelChoice(cfg.preset, bool(spec.trained), spec.description, device, precision)
 
 

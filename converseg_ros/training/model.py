@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from converseg_ros.errors import CheckpointError
-from converseg_ros.modeling.build import ConverSegNet, build_model
+from converseg_ros.modeling.build import ConverSegNet, build_model, resolve_device_precision
 from converseg_ros.modeling.checkpoints import release_files
 from converseg_ros.modeling.presets import ModelSpec, load_preset
 from converseg_ros.training.checkpoint import load_trained, resolve_checkpoint
@@ -30,13 +30,6 @@ UNSUPERVISED = (
     "conv_s0.",
     "conv_s1.",
 )
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` = CUDA when available, else CPU."""
-    return torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
 
 
 def autocast_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype | None:
@@ -79,7 +72,7 @@ def _spec(cfg: ModelConfig) -> ModelSpec:
 
 def build_training_model(cfg: ModelConfig) -> ConverSegNet:
     """Model with the mask decoder, adapter heads and LoRA trainable (``build_model`` keeps them in fp32)."""
-    device = resolve_device(cfg.device)
+    device, _ = resolve_device_precision(cfg.device, "fp32")
     compute = autocast_dtype(cfg, device)
     net = build_model(
         _spec(cfg),
