@@ -21,6 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
         help="Qwen/adapter precision; auto = bf16 on CUDA, fp32 on CPU (SAM2 stays fp32)")
+    add("--sam2-precision", default="fp32", choices=["fp32", "bf16"],
+        help="SAM2 image encoder precision: fp32 as the authors (default) or bf16 autocast (faster; a deviation)")
     add("--decode-mode", default="multimask", choices=["multimask", "first"],
         help="multimask: best predicted IoU of decoder outputs 1-3 (the authors' demo/eval); first: output 0")
     add("--threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
@@ -47,5 +49,5 @@ def engine_from_args(args: argparse.Namespace):
     return ConverSegEngine.from_preset(
         args.preset, device=args.device, precision=args.precision, overrides=model_overrides(args) or None,
         allow_download=args.allow_download, max_pixels=args.max_pixels, decode_mode=args.decode_mode,
-        mask_threshold=args.threshold,
+        mask_threshold=args.threshold, sam2_precision=args.sam2_precision,
     )

@@ -23,6 +23,8 @@ from converseg_ros.regions import Region, extract_regions
 log = logging.getLogger(__name__)
 
 DECODE_MODES = ("multimask", "first")
+# SAM2's image encoder in fp32 is what the authors run; bf16 autocast is a documented speed deviation.
+SAM2_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -51,9 +53,15 @@ class SegmentationOutput:
 class ConverSegEngine:
     """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock."""
 
-    def __init__(self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5):
+    def __init__(
+        self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5,
+        sam2_precision: str = "fp32",
+    ):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
+        if sam2_precision not in SAM2_PRECISIONS:
+            raise ValueError(f"sam2_precision must be one of {SAM2_PRECISIONS}, got {sam2_precision!r}")
+        self.sam2_precision = sam2_precision
         self.net = net.eval()
         self.decode_mode = decode_mode
         self.logit_threshold = probability_to_logit(mask_threshold)
@@ -63,14 +71,14 @@ class ConverSegEngine:
     def from_preset(
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
-        decode_mode: str = "multimask", mask_threshold: float = 0.5,
+        decode_mode: str = "multimask", mask_threshold: float = 0.5, sam2_precision: str = "fp32",
     ) -> ConverSegEngine:
         """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
         net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
-        return cls(net, decode_mode, mask_threshold)
+        return cls(net, decode_mode, mask_threshold, sam2_precision)
 
     @property
     def spec(self) -> ModelSpec:
@@ -96,7 +104,10 @@ class ConverSegEngine:
     @torch.inference_mode()
     def _encode_sam(self, square: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
-        features = self.net.encode_images(self.net.sam_transform([square]))
+        pixels = self.net.sam_transform([square])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.sam2_precision == "bf16"):
+            features = self.net.encode_images(pixels)
+        features = SamFeatures(features.image_embed.float(), [f.float() for f in features.high_res])
         return features, (time.perf_counter() - start) * 1e3
 
     @torch.inference_mode()

@@ -46,6 +46,7 @@ def load_engine(cfg: NodeConfig, choice: ModelChoice) -> Any:
         "device": choice.device,
         "precision": choice.precision,
         "allow_download": cfg.allow_download,
+        "sam2_precision": cfg.sam2_precision,
     }
     overrides = cfg.overrides()
     if overrides:

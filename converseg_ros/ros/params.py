@@ -14,6 +14,7 @@ RELIABILITIES = ("best_effort", "reliable", "system_default")
 CV_BRIDGE_POLICIES = ("auto", "never", "always")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAM2_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -25,6 +26,7 @@ class NodeConfig:
     allow_download: bool = False  # fetch missing weights from the hub at configure (offline robots: false)
     device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:N
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu), fp32, bf16, fp16
+    sam2_precision: str = "fp32"  # SAM2 image encoder: fp32 (the authors') or bf16 autocast (faster, a deviation)
     warmup: bool = True  # one synthetic inference at activation
     autostart: bool = True  # configure + activate at start-up
     query: str = ""  # initial continuous query ("" = none); later ones come on query/query_text
@@ -71,6 +73,7 @@ DESCRIPTIONS: dict[str, str] = {
     "allow_download": "Allow fetching missing weights from the hub during configure.",
     "device": "auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
     "precision": "auto (bf16 on cuda, fp32 on cpu), fp32, bf16 or fp16.",
+    "sam2_precision": "SAM2 image encoder precision: fp32 (as the authors) or bf16 autocast (faster; a deviation).",
     "warmup": "Run one synthetic inference at activation.",
     "autostart": "Configure and activate at start-up.",
     "query": "Initial continuous query; empty for none.",
@@ -103,6 +106,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "image_reliability": RELIABILITIES,
     "use_cv_bridge": CV_BRIDGE_POLICIES,
     "precision": PRECISIONS,
+    "sam2_precision": SAM2_PRECISIONS,
 }
 RUNTIME_SETTABLE = ("query", "max_image_age_s", "max_rate_hz", "overlay_alpha", "frame_policy")
 

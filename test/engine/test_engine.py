@@ -105,3 +105,18 @@ def test_close_releases_the_model(tiny_net):
     engine = ConverSegEngine(tiny_net)
     engine.close()
     assert engine.net is None
+
+
+def test_bf16_sam2_encoder_is_an_opt_in_close_to_fp32(tiny_net, photos):
+    import torch
+
+    fp32 = ConverSegEngine(tiny_net).segment_image(photos["coffee"], PROMPTS[:1], return_logits=True)[0]
+    fast = ConverSegEngine(tiny_net, sam2_precision="bf16")
+    frame = fast.encode_frame(photos["coffee"])
+    assert all(t.dtype == torch.float32 for t in (frame.sam.image_embed, *frame.sam.high_res))
+    bf16 = fast.segment(frame, PROMPTS[:1], return_logits=True)[0]
+    assert not np.array_equal(bf16.logits, fp32.logits)  # really ran in reduced precision
+    agreement = (bf16.mask == fp32.mask).mean()
+    assert agreement > 0.9
+    with pytest.raises(ValueError, match="sam2_precision"):
+        ConverSegEngine(tiny_net, sam2_precision="fp8")
