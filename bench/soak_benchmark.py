@@ -36,6 +36,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from converseg_ros.msg import SegmentationQuery, SegmentationResult  # noqa: E402
 from converseg_ros.ros import qos  # noqa: E402
 from converseg_ros.ros.image_codec import encode  # noqa: E402
+from converseg_ros.ros.node_command import node_command  # noqa: E402
 
 NS = "/soak"
 QUERIES = ["the cup", "a surface where I could put a hot cup down", "the saucer", "something I could grab"]
@@ -129,22 +130,7 @@ def main() -> int:
 
     log = Path(os.environ["ROS_LOG_DIR"]) / "soak_node.log"
     node_proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "converseg_ros.node",
-            "--ros-args",
-            "--params-file",
-            str(REPO / "config" / "segment.yaml"),
-            "-r",
-            f"__ns:={NS}",
-            "-p",
-            f"preset:={args.preset}",
-            "-p",
-            "device:=cpu",
-            "-p",
-            "query:=the cup on the saucer",
-        ],
+        node_command(NS, {"preset": args.preset, "device": "cpu", "query": "the cup on the saucer"}),
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -20,6 +20,7 @@ import rclpy
 from rclpy.node import Node
 
 from converseg_ros.ros.client import ConverSegClient, describe, save_rgb
+from converseg_ros.ros.node_command import node_command
 
 REPO = Path(__file__).resolve().parents[2]
 SCENES: dict[str, list[str]] = {
@@ -91,22 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     py = sys.executable
     node = start(
-        [
-            py,
-            "-m",
-            "converseg_ros.node",
-            "--ros-args",
-            "--params-file",
-            str(REPO / "config" / "segment.yaml"),
-            "-r",
-            f"__ns:={NAMESPACE}",
-            "-p",
-            f"preset:={preset}",
-            "-p",
-            f"device:={args.device}",
-            "-p",
-            "service_timeout_s:=900.0",
-        ],
+        node_command(NAMESPACE, {"preset": preset, "device": args.device, "service_timeout_s": 900.0}),
         out / "node.log",
     )
     rclpy.init()

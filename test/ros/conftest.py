@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ ros_env.setup()
 
 import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+
+from converseg_ros.ros.node_command import node_command  # noqa: E402
 
 REPO = ros_env.REPO
 NS = "/cs_test"
@@ -45,21 +46,7 @@ class NodeProcess:
     def __init__(self, namespace: str, extra: list[str], log: Path) -> None:
         self.namespace = namespace
         self.log_path = log
-        cmd = [
-            sys.executable,
-            "-m",
-            "converseg_ros.node",
-            "--ros-args",
-            "--params-file",
-            str(REPO / "config" / "segment.yaml"),
-            "-r",
-            f"__ns:={namespace}",
-            "-p",
-            "preset:=tiny",
-            "-p",
-            "device:=cpu",
-            *extra,
-        ]
+        cmd = node_command(namespace, {"preset": "tiny", "device": "cpu"}, extra)
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd,

@@ -10,11 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NS, REPO, start_node
+from conftest import NS, start_node
 from ros_helpers import Collector, photo, spin_until
 from sensor_msgs.msg import Image
 
 from converseg_ros.ros.image_codec import decode
+from converseg_ros.ros.node_command import node_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,19 +29,7 @@ pytestmark = pytest.mark.timeout(120)
     ],
 )
 def test_configure_fails_fast_with_a_clear_message(params: list[str], expected: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "converseg_ros.node",
-        "--ros-args",
-        "--params-file",
-        str(REPO / "config" / "segment.yaml"),
-        "-r",
-        "__ns:=/cs_fail",
-        "-p",
-        "preset:=tiny",
-        *params,
-    ]
+    cmd = node_command("/cs_fail", {"preset": "tiny"}, params)
     out = subprocess.run(cmd, cwd="/", capture_output=True, text=True, timeout=90, check=False)
     text = out.stdout + out.stderr
     assert out.returncode == 2, text[-3000:]
