@@ -49,18 +49,21 @@ def read_jsonl(path: str | Path) -> ReadResult:
             raise DatasetError(
                 f"{path}:{lineno}: expected a JSON object with image and mask_merged ({exc})"
             ) from exc
-        image_path, mask_path = _resolve(path.parent, image), _resolve(path.parent, mask)
-        missing = [str(p) for p in (image_path, mask_path) if not p.is_file()]
-        if missing:
-            result.problems.append(f"{path.name}:{lineno}: missing {', '.join(missing)}")
-            continue
-        prompt = (row.get("prompt") or "").strip() or DEFAULT_PROMPT
-        result.samples.append(
-            Sample(
-                f"{path.stem}_{lineno:06d}", image_path, prompt, mask=mask_path, concept=row.get("concept")
-            )
-        )
+        _add_sample(result, path.parent, f"{path.stem}_{lineno:06d}", image, mask, row, f"{path.name}:{lineno}")
     return result
+
+
+def _add_sample(
+    result: ReadResult, base: Path, sample_id: str, image: str, mask: str, record: dict, where: str
+) -> None:
+    """Append a sample whose image and mask exist (paths relative to ``base``), else note the problem."""
+    image_path, mask_path = _resolve(base, image), _resolve(base, mask)
+    missing = [str(p) for p in (image_path, mask_path) if not p.is_file()]
+    if missing:
+        result.problems.append(f"{where}: missing {', '.join(missing)}")
+        return
+    prompt = (record.get("prompt") or "").strip() or DEFAULT_PROMPT
+    result.samples.append(Sample(sample_id, image_path, prompt, mask=mask_path, concept=record.get("concept")))
 
 
 def read_items_json(path: str | Path) -> ReadResult:
@@ -82,15 +85,7 @@ def read_items_json(path: str | Path) -> ReadResult:
         if item_id in seen:
             raise DatasetError(f"{path}: duplicate item id {item_id!r}")
         seen.add(item_id)
-        image_path, mask_path = _resolve(path.parent, image), _resolve(path.parent, mask)
-        missing = [str(p) for p in (image_path, mask_path) if not p.is_file()]
-        if missing:
-            result.problems.append(f"{item_id}: missing {', '.join(missing)}")
-            continue
-        prompt = (item.get("prompt") or "").strip() or DEFAULT_PROMPT
-        result.samples.append(
-            Sample(item_id, image_path, prompt, mask=mask_path, concept=item.get("concept"))
-        )
+        _add_sample(result, path.parent, item_id, image, mask, item, item_id)
     return result
 
 
