@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import shutil
@@ -29,17 +30,6 @@ from pathlib import Path
 import psutil
 import torch
 
-QWEN_3B_TEXT = dict(
-    hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=128000, rms_norm_eps=1e-6,
-    rope_theta=1000000.0, tie_word_embeddings=True, hidden_act="silu",
-    rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [16, 24, 24]},
-)
-QWEN_3B_VISION = dict(
-    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
-    spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-    in_channels=3, tokens_per_second=2, hidden_act="silu",
-)
 PROMPTS = [
     "segment surfaces safe to place hot items",
     "which part of the cup can I grasp without spilling?",
@@ -61,11 +51,12 @@ def peak_rss() -> int:
 def make_release(out: Path) -> None:
     """Write a random-weight full-size release (SAM2-L .torch.torch, Qwen-3B plm .torch, LoRA dir)."""
     from accelerate import init_empty_weights
-    from transformers import AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from converseg_ros.modeling.checkpoints import write_release
     from converseg_ros.modeling.language_adapter import LanguageAdapter
     from converseg_ros.modeling.presets import tiny_root
+    from converseg_ros.modeling.qwen_config import QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, hub_flat_config
     from converseg_ros.modeling.sam2_model import build_sam2_model
     from converseg_ros.modeling.tiny import SPECIAL_TOKENS, build_tiny_files
 
@@ -73,14 +64,9 @@ def make_release(out: Path) -> None:
     shutil.copytree(build_tiny_files(tiny_root()) / "qwen", qwen_dir)  # tokenizer + processor
     tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = dict(QWEN_3B_TEXT, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                pad_token_id=ids["<|endoftext|>"])
-    config = Qwen2_5_VLConfig(
-        text_config=text, vision_config=QWEN_3B_VISION, tie_word_embeddings=True,
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )
-    config.save_pretrained(qwen_dir)
+    flat = hub_flat_config(QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, 151936, ids)  # the hub's layout
+    (qwen_dir / "config.json").write_text(json.dumps(flat, indent=2))
+    config = AutoConfig.from_pretrained(qwen_dir)
     start = time.perf_counter()
     with init_empty_weights():
         adapter = LanguageAdapter(Qwen2_5_VLForConditionalGeneration(config), tokenizer, 256)

@@ -13,6 +13,7 @@ from converseg_ros.errors import CheckpointError
 from converseg_ros.modeling import checkpoints as ckpt
 from converseg_ros.modeling.language_adapter import LanguageAdapter, LoraSettings
 from converseg_ros.modeling.presets import ModelSpec, load_preset, resolve_files
+from converseg_ros.modeling.qwen_config import ties_word_embeddings
 from converseg_ros.modeling.qwen_inputs import QwenInputs
 from converseg_ros.modeling.sam2_model import SamFeatures, build_sam2_model, decode_masks, encode_images
 from converseg_ros.modeling.sam2_model import to_sam_pixels as _to_sam_pixels
@@ -133,7 +134,7 @@ def _load_adapter(
         adapter = LanguageAdapter(qwen, processor.tokenizer, transformer_dim, lora)
     if spec.lora:
         ckpt.load_lora_weights(adapter, spec.lora)
-    if config.get_text_config().tie_word_embeddings:  # keep one copy of the tied embedding
+    if ties_word_embeddings(config):  # keep one copy of the tied embedding
         adapter.backbone.base_model.model.lm_head.weight = adapter.qwen.language_model.embed_tokens.weight
     return adapter.to(dtype), processor
 

@@ -22,13 +22,14 @@ from torch import nn
 from converseg_ros.errors import CheckpointError
 from converseg_ros.modeling.atomic import atomic_dir, atomic_path
 
-_PLM_PREFIX = "backbone.base_model.model."
-# transformers <=4.51 module paths -> >=4.52 (what this package and the release use).
-_LEGACY_PLM_PATHS = (
-    (_PLM_PREFIX + "visual.", _PLM_PREFIX + "model.visual."),
-    (_PLM_PREFIX + "model.layers.", _PLM_PREFIX + "model.language_model.layers."),
-    (_PLM_PREFIX + "model.embed_tokens.", _PLM_PREFIX + "model.language_model.embed_tokens."),
-    (_PLM_PREFIX + "model.norm.", _PLM_PREFIX + "model.language_model.norm."),
+_PLM_PREFIX = "backbone.base_model.model."  # the Qwen model inside the plm file's LanguageAdapter
+_LORA_PREFIX = "base_model.model."  # the Qwen model inside a PEFT LoRA folder
+# transformers <=4.51 module paths -> >=4.52 (what this package and the release use), below the prefix.
+_LEGACY_QWEN_PATHS = (
+    ("visual.", "model.visual."),
+    ("model.layers.", "model.language_model.layers."),
+    ("model.embed_tokens.", "model.language_model.embed_tokens."),
+    ("model.norm.", "model.language_model.norm."),
 )
 _SHOWN = 5
 
@@ -51,13 +52,15 @@ def read_state_dict(path: str | Path, wrapper_key: str) -> dict[str, torch.Tenso
     return obj
 
 
-def remap_plm_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename keys saved with transformers <=4.51 to the >=4.52 layout; other keys pass through."""
+def remap_legacy_keys(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Rename Qwen keys below ``prefix`` saved with transformers <=4.51 to the >=4.52 layout; other keys
+    (and keys already in the new layout) pass through."""
+    new_layout = prefix + "model.language_model."
     remapped = {}
     for key, value in state.items():
-        for old, new in _LEGACY_PLM_PATHS:
-            if key.startswith(old) and not key.startswith(_PLM_PREFIX + "model.language_model."):
-                key = new + key[len(old):]
+        for old, new in _LEGACY_QWEN_PATHS:
+            if key.startswith(prefix + old) and not key.startswith(new_layout):
+                key = prefix + new + key[len(prefix + old):]
                 break
         remapped[key] = value
     return remapped
@@ -96,7 +99,7 @@ def load_sam2_weights(sam: nn.Module, path: str | Path, allow_missing: bool = Fa
 
 def load_plm_weights(adapter: nn.Module, path: str | Path) -> None:
     """Load the release's ``plm`` file (adapter heads + Qwen backbone + LoRA) into ``adapter``."""
-    state = remap_plm_keys(read_state_dict(path, "plm"))
+    state = remap_legacy_keys(read_state_dict(path, "plm"), _PLM_PREFIX)
     check_state_dict(adapter, state, Path(path))
     adapter.load_state_dict(state, strict=True, assign=True)
 
@@ -113,7 +116,9 @@ def read_lora_settings(lora_dir: str | Path) -> dict:
 
 
 def load_lora_weights(adapter: nn.Module, lora_dir: str | Path) -> None:
-    """Load a PEFT LoRA directory into the adapter's backbone; every LoRA tensor must be present."""
+    """Load a PEFT LoRA directory into the adapter's backbone; every LoRA tensor must be present. Folders
+    saved with transformers <=4.51 (``base_model.model.model.layers.N``, ``base_model.model.visual``) are
+    remapped like the plm file."""
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
@@ -121,7 +126,7 @@ def load_lora_weights(adapter: nn.Module, lora_dir: str | Path) -> None:
     if not weights.is_file():
         raise CheckpointError(f"{weights}: LoRA weights not found")
     try:
-        state = load_peft_weights(str(lora_dir), device="cpu")
+        state = remap_legacy_keys(load_peft_weights(str(lora_dir), device="cpu"), _LORA_PREFIX)
     except Exception as err:
         raise CheckpointError(f"{weights}: unreadable LoRA weights ({err})") from err
     backbone = adapter.backbone

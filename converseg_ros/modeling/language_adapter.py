@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from converseg_ros.modeling.qwen_config import qwen_config_value
 from converseg_ros.modeling.token_selection import non_text_token_ids, select_text_positions
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -43,7 +44,7 @@ class LanguageAdapter(nn.Module):
 
     def __init__(self, qwen: nn.Module, tokenizer, transformer_dim: int, lora: LoraSettings | None = None):
         super().__init__()
-        hidden = qwen.config.text_config.hidden_size
+        hidden = qwen_config_value(qwen.config, "hidden_size")
         self.scale = nn.Parameter(torch.tensor(1.0))
         self.temp = nn.Parameter(torch.tensor(1.0))
         self.backbone = apply_lora(qwen, lora or LoraSettings())

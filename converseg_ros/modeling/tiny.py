@@ -2,10 +2,10 @@
 
 ``build_tiny_files(root)`` writes, with a fixed seed:
 
-* ``qwen/``: a Qwen2.5-VL config, a byte-level BPE tokenizer with Qwen's special tokens in their real
-  order, the chat template and the image/video processor configs — loadable offline by
-  ``from_pretrained`` exactly like the real ``Qwen/Qwen2.5-VL-3B-Instruct`` directory (no weights:
-  like the release, the weights live in the plm file);
+* ``qwen/``: a Qwen2.5-VL ``config.json`` in the hub's flat layout and key set, a byte-level BPE
+  tokenizer with Qwen's special tokens in their real order, the chat template and the image/video
+  processor configs — loadable offline by ``from_pretrained`` exactly like the real
+  ``Qwen/Qwen2.5-VL-3B-Instruct`` directory (no weights: like the release, the weights live in the plm file);
 * ``sam2_tiny.yaml``: a shrunk SAM2 (Hiera trunk, 128-px input, 32-d decoder);
 * a release in the authors' format: ``ConverSeg-Net_sam2_0.torch.torch``,
   ``ConverSeg-Net_plm_0.torch`` and ``lora_plm_adapter_0/``.
@@ -20,8 +20,9 @@ import torch
 import yaml
 
 from converseg_ros.modeling.atomic import atomic_dir
+from converseg_ros.modeling.qwen_config import hub_flat_config
 
-TINY_FORMAT_VERSION = 4
+TINY_FORMAT_VERSION = 5
 
 SPECIAL_TOKENS = [  # Qwen2.5-VL's added special tokens, in vocabulary order.
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -136,27 +137,10 @@ def _write_tokenizer(qwen_dir: Path) -> int:
     return len(tokenizer)
 
 
-def _qwen_config(vocab_size: int, token_ids: dict[str, int]):
-    from transformers import Qwen2_5_VLConfig
-
-    text = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, rms_norm_eps=1e-6,
-        rope_theta=1000000.0, tie_word_embeddings=True, hidden_act="silu",
-        rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [2, 3, 3]},
-        bos_token_id=token_ids["<|endoftext|>"], eos_token_id=token_ids["<|im_end|>"],
-        pad_token_id=token_ids["<|endoftext|>"],
-    )
-    vision = dict(
-        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
-        spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
-        in_channels=3, tokens_per_second=2, hidden_act="silu",
-    )
-    return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=True,
-        image_token_id=token_ids["<|image_pad|>"], video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"], vision_end_token_id=token_ids["<|vision_end|>"],
-    )
+TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
+             "num_key_value_heads": 2, "mrope_section": [2, 3, 3]}
+TINY_VISION = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+               "window_size": 56, "fullatt_block_indexes": [1]}
 
 
 def _write_processor(qwen_dir: Path) -> None:
@@ -197,7 +181,7 @@ def build_tiny_files(root: Path, seed: int = 0) -> Path:
 
 
 def _build_into(root: Path, seed: int) -> None:
-    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from converseg_ros.modeling.checkpoints import write_release
     from converseg_ros.modeling.language_adapter import LanguageAdapter
@@ -208,8 +192,9 @@ def _build_into(root: Path, seed: int) -> None:
     vocab_size = _write_tokenizer(qwen_dir)
     tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = _qwen_config(vocab_size, ids)
-    config.save_pretrained(qwen_dir)
+    flat = hub_flat_config(TINY_TEXT, TINY_VISION, vocab_size, ids)
+    (qwen_dir / "config.json").write_text(json.dumps(flat, indent=2))
+    config = AutoConfig.from_pretrained(qwen_dir)
     _write_processor(qwen_dir)
     (root / "sam2_tiny.yaml").write_text(yaml.safe_dump({"model": SAM2_TINY}, sort_keys=False))
 

@@ -71,17 +71,34 @@ def test_release_file_names_and_layout(release):
     assert (release["lora"] / "adapter_config.json").is_file()
 
 
-def test_bare_and_legacy_layouts_give_identical_masks(tmp_path, release, expected, photos):
+def _legacy_lora_dir(tmp_path: Path, release: dict) -> Path:
+    """The release's LoRA folder as an older PEFT/transformers (<=4.51) saved it."""
+    lora = tmp_path / "legacy_lora"
+    shutil.copytree(release["lora"], lora)
+    weights = load_file(lora / "adapter_model.safetensors")
+    legacy = {k[len("backbone."):]: v for k, v in _legacy({"backbone." + k: v for k, v in weights.items()}).items()}
+    assert any(k.startswith("base_model.model.model.layers.0.") for k in legacy)
+    assert any(k.startswith("base_model.model.visual.") for k in legacy)
+    assert not any(".language_model." in k for k in legacy)
+    save_file(legacy, lora / "adapter_model.safetensors")
+    return lora
+
+
+@pytest.mark.parametrize("plm_layout", ["current", "legacy"])
+@pytest.mark.parametrize("lora_layout", ["current", "legacy"])
+def test_both_key_layouts_of_both_files_give_identical_masks(tmp_path, release, expected, photos, plm_layout,
+                                                            lora_layout):
     sam2 = torch.load(release["sam2"], weights_only=True)["model"]
     plm = torch.load(release["plm"], weights_only=True)["plm"]
     torch.save(sam2, tmp_path / "bare_sam2.torch")  # bare state dicts, single .torch suffix
-    torch.save(_legacy(plm), tmp_path / "legacy_plm.torch")
-    assert not any(k.startswith("backbone.base_model.model.model.language_model") for k in _legacy(plm))
-    logits = _logits(
-        {"sam2_checkpoint": str(tmp_path / "bare_sam2.torch"), "plm_checkpoint": str(tmp_path / "legacy_plm.torch")},
-        photos["coffee"],
-    )
-    np.testing.assert_array_equal(logits, expected)
+    overrides = {"sam2_checkpoint": str(tmp_path / "bare_sam2.torch")}
+    if plm_layout == "legacy":
+        assert not any(k.startswith("backbone.base_model.model.model.language_model") for k in _legacy(plm))
+        torch.save(_legacy(plm), tmp_path / "legacy_plm.torch")
+        overrides["plm_checkpoint"] = str(tmp_path / "legacy_plm.torch")
+    if lora_layout == "legacy":
+        overrides["lora"] = str(_legacy_lora_dir(tmp_path, release))
+    np.testing.assert_array_equal(_logits(overrides, photos["coffee"]), expected)
 
 
 def test_lora_directory_weights_are_applied(tmp_path, release, expected, photos):
