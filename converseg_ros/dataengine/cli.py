@@ -187,6 +187,8 @@ def run_main(argv: list[str]) -> int:
         result = run_on_ray(argv, out, cfg["ray"], cfg["ray_address"])
         print(json.dumps(result, indent=1))
         return 0 if all(s["counts"]["pending"] == 0 for s in result["shards"]) else 1
+    if stored is not None and store.remove_partial_files():
+        log.info("removed temporary files of an interrupted session")
     if stored is None:
         store.write_json("run.json", {"version": 1, "config": {k: cfg[k] for k in RESULT_DEFAULTS}})
     inputs = store.inputs()

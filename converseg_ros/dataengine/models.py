@@ -73,9 +73,10 @@ def sam2_spec(preset: str, weights: str = "release", checkpoint: str | None = No
     return dataclasses.replace(spec, sam2_checkpoint=str(find_checkpoint(snapshot, release["sam2_checkpoint"])))
 
 
+@functools.lru_cache(maxsize=2)
 def load_box_sam2(preset: str, weights: str = "release", checkpoint: str | None = None,
                   allow_download: bool = False, device: str = "auto"):
-    """SAM2Base (fp32, eval) for box prompts."""
+    """SAM2Base (fp32, eval) for box prompts (built once per process and arguments)."""
     from converseg_ros.modeling.build import _load_sam2, resolve_device_names
 
     device, _ = resolve_device_names(device, "auto")

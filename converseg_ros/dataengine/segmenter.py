@@ -29,12 +29,17 @@ class BoxMasks:
     iou_refined: float
 
 
+_LOCKS: dict[int, threading.Lock] = {}  # one lock per SAM2 module, shared by every segmenter using it
+_LOCKS_GUARD = threading.Lock()
+
+
 class BoxSegmenter:
     """Thread-safe wrapper around a SAM2Base for box prompts."""
 
     def __init__(self, sam):
         self.sam = sam.eval()
-        self._lock = threading.Lock()
+        with _LOCKS_GUARD:
+            self._lock = _LOCKS.setdefault(id(sam), threading.Lock())
 
     @property
     def device(self) -> torch.device:

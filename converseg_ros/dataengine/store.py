@@ -89,6 +89,16 @@ class RunStore:
         out = self.read_stage(item_id, last, STAGES[-1][0])
         return out["samples"] if out else []
 
+    def remove_partial_files(self) -> int:
+        """Delete temporary files a killed run left behind (``.<name>.*.part``); returns how many."""
+        count = 0
+        for folder in (self.root / "items", self.root / "frames", self.root):
+            pattern = "**/.*.part" if folder != self.root else ".*.part"
+            for path in folder.glob(pattern) if folder.is_dir() else []:
+                path.unlink(missing_ok=True)
+                count += 1
+        return count
+
     # manifest ---------------------------------------------------------------------------------------
     def manifest(self) -> dict:
         """Every input with its status; counts; samples (rebuilt from the item files: always current)."""

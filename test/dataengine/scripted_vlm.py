@@ -43,8 +43,10 @@ def _image_size(data: bytes) -> tuple[int, int]:
 class ScriptedVLM:
     """Start with ``start()`` (returns the OpenAI base URL); ``requests`` records what arrived."""
 
-    def __init__(self, faults: dict[str, list[str]] | None = None, reject_labels: tuple[str, ...] = ("bottom",)):
+    def __init__(self, faults: dict[str, list[str]] | None = None, reject_labels: tuple[str, ...] = ("bottom",),
+                 delay: float = 0.0):
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.delay = delay  # seconds every reply takes (a remote service's latency)
         self.reject_labels = reject_labels
         self.requests: list[dict] = []
         self.inflight = 0
@@ -125,7 +127,8 @@ class ScriptedVLM:
         for p in parts:
             inline = p.get("inlineData") or p.get("inline_data")
             if inline:
-                images.append(base64.b64decode(inline["data"]))
+                data = inline["data"]  # the SDK sends URL-safe base64 without padding
+                images.append(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
         config = body.get("generationConfig") or body.get("generation_config") or {}
         schema = config.get("responseSchema") or config.get("response_schema")
         return text, images, _lower_types(schema)
@@ -151,6 +154,8 @@ class ScriptedVLM:
             return
         if fault and fault.startswith("slow:"):
             time.sleep(float(fault.split(":")[1]))
+        elif self.delay:
+            time.sleep(self.delay)
         reply = self._reply(stage, fault, text, images, schema, "norm1000_yxyx" if gemini else "pixel_xyxy")
         usage_in = 100 + len(text) // 4 + 258 * len(images)
         usage_out = len(reply) // 4 + 1
@@ -215,6 +220,9 @@ class ScriptedVLM:
                 {"prompt": "Segment everything listed", "subtype": subtypes[0], "candidates": [0, 1],
                  "satisfying": [0, 1]},  # breaks the strict-subset rule: the engine must drop it
             ]
+            if "hard negative" in text:  # asked for one: a prompt whose true target is nothing
+                prompts[2] = {"prompt": "Segment the purple giraffe", "subtype": subtypes[-1], "candidates": [0],
+                              "satisfying": []}
             if fault == "badindex":
                 prompts[0]["satisfying"] = [n + 3]
             return json.dumps({"prompts": prompts})
@@ -238,8 +246,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--faults", default="{}", help="JSON: {stage: [fault, ...]}")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds every reply takes")
     args = p.parse_args()
-    vlm = ScriptedVLM(json.loads(args.faults))
+    vlm = ScriptedVLM(json.loads(args.faults), delay=args.delay)
     vlm.start(args.port)
     print(f"scripted VLM: OpenAI base URL {vlm.openai_url}  Gemini base URL {vlm.gemini_url}", flush=True)
     try:
