@@ -229,6 +229,8 @@ class ScriptedVLM:
         if stage == "prompt_check":
             expression = re.search(r'Expression: "([^"]*)"', text)
             accept = zlib.crc32((expression.group(1) if expression else "").encode()) % 3 != 0
+            if "NO mask is present" in text:  # a hard negative: nothing in these images is a purple giraffe
+                accept = True
             return json.dumps({"accept": accept, "reason": "scripted verdict"})
         return json.dumps({})
 
