@@ -113,15 +113,16 @@ def test_resume_keeps_settings_and_retries_failed(scripted, photo_dir, tmp_path,
     assert len(sessions) == 3 and all(s["finished"] for s in sessions)
 
 
-def test_hard_negatives_and_family_choice(scripted, tmp_path):
+def test_hard_negatives_family_choice_and_progress_bar(scripted, tmp_path, capsys):
     folder = tmp_path / "one"
     folder.mkdir()
     import cv2
 
     cv2.imwrite(str(folder / "coffee.png"), cv2.cvtColor(photo("coffee"), cv2.COLOR_RGB2BGR))
     out = tmp_path / "run"
-    assert main(run_args(out, scripted.openai_url, "--images", str(folder), "--families", "spatial,physics",
-                         "--hard-negatives")) == 0
+    args = [a for a in run_args(out, scripted.openai_url) if a != "--no-progress"]
+    assert main([*args, "--images", str(folder), "--families", "spatial,physics", "--hard-negatives"]) == 0
+    assert "converseg-data: 100%" in capsys.readouterr().err  # the progress bar ran to the end
     stage4 = json.loads((out / "items" / "img_coffee" / "stage4_prompts.json").read_text())
     assert set(stage4["families"]) == {"spatial", "physics"}
     stage5 = json.loads((out / "items" / "img_coffee" / "stage5_verify_prompts.json").read_text())
