@@ -111,9 +111,9 @@ class Pipeline:
                     nxt = next(queue, None)
                     if nxt is not None:
                         pending.add(pool.submit(self.process, nxt))
-                if time.monotonic() - last_write > 5.0:
+                self.write_summary(final=False)  # small: after every image, so a kill loses little accounting
+                if time.monotonic() - last_write > 5.0:  # the manifest reads every item: every few seconds
                     self.store.write_manifest()
-                    self.write_summary(final=False)
                     last_write = time.monotonic()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
