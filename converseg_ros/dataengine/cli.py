@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -105,6 +106,11 @@ def resolve_config(args: dict, stored: dict | None) -> dict:
     else:
         result = {**RESULT_DEFAULTS, **given_result}
     run = {**RUN_DEFAULTS, **{k: v for k, v in args.items() if k in RUN_DEFAULTS}}
+    key_env = result["api_key_env"]
+    if key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        # never echo it: a key pasted here by mistake must not reach the terminal or run.json
+        raise ConverSegError("--api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                             "not the key itself")
     if result["vlm"] is None:
         raise ConverSegError("--vlm is required (openai, gemini or transformers)")
     result["model"] = result["model"] or DEFAULT_MODELS.get(result["vlm"])

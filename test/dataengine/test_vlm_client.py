@@ -183,3 +183,13 @@ def test_gemini_backend_speaks_generate_content(scripted, monkeypatch):
     acc = client.accounting.summary()
     assert acc["errors"] == {"http_429": 1} and acc["input_tokens"] > 0
     assert backend.box_format == "norm1000_yxyx"
+
+
+def test_a_key_given_as_the_variable_name_is_refused_without_echo():
+    from converseg_ros.dataengine.cli import resolve_config
+    from converseg_ros.errors import ConverSegError
+
+    with pytest.raises(ConverSegError) as err:
+        resolve_config({"vlm": "openai", "model": "m", "api_key_env": SECRET}, None)
+    assert SECRET not in str(err.value) and "NAME of an environment variable" in str(err.value)
+    assert resolve_config({"vlm": "openai", "model": "m", "api_key_env": "MY_KEY"}, None)["api_key_env"] == "MY_KEY"
