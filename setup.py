@@ -28,13 +28,14 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["converseg_ros", "converseg_ros.*"]),
-    package_data={"converseg_ros.modeling": ["*.jinja"]},
+    package_data={"converseg_ros.modeling": ["*.jinja"], "converseg_ros.dataengine": ["*.html"]},
     data_files=[entry for d in ("models", "launch", "config", "rviz") for entry in shared(d)],
     entry_points={
         "console_scripts": [
             "converseg-segment = converseg_ros.cli.segment:main",
             "converseg-train = converseg_ros.training.cli:main",
             "converseg-eval = converseg_ros.evaluation.cli:main",
+            "converseg-data = converseg_ros.dataengine.cli:main",
             "converseg-query = converseg_ros.ros.client:main",
             "converseg-replay = converseg_ros.ros.replay:main",
             "converseg-node = converseg_ros.node:main",

@@ -28,6 +28,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Headless Chromium + its WebDriver for the review-page test (Debian packages; apt only when missing).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[bootstrap] installing chromium + chromium-driver (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
+        chromium chromium-driver; } >/dev/null || echo "[bootstrap] chromium not installed: the browser test will skip"
+  else
+    echo "[bootstrap] no chromium/chromedriver and no root apt-get: the review-page browser test will skip"
+  fi
+fi
+
 if [ -f scripts/build_interfaces.sh ]; then
   bash scripts/build_interfaces.sh
 fi
