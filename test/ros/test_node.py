@@ -10,7 +10,7 @@ import array
 import numpy as np
 import pytest
 import yaml
-from conftest import NS, REPO
+from ros_nodes import NS, REPO
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState

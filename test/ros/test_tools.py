@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NS, start_node
+from ros_nodes import NS, start_node
 from ros_helpers import Collector, photo, spin_until
 from sensor_msgs.msg import Image
 
