@@ -78,7 +78,7 @@ def recorded(net):
 def run_cases(engine: ConverSegEngine, parity: ParitySet, case_ids: list[str]) -> dict[str, Run]:
     """Each image encoded once; its prompts answered one at a time (one recording each)."""
     runs = {}
-    for image_file, ids in parity.images.items():
+    for ids in parity.images.values():
         wanted = [i for i in ids if i in case_ids]
         if not wanted:
             continue
@@ -208,8 +208,8 @@ def test_eval_cli_squash_option_scores_the_authors_eval_masks(parity, tmp_path):
 
     image = "images/coffee.png"
     items = [
-        {"id": c, "image": str(parity.root / image), "mask": str(parity.root / parity.cases[c]["eval"]["files"]["mask"]),
-         "prompt": parity.cases[c]["prompt"]}
+        {"id": c, "image": str(parity.root / image), "prompt": parity.cases[c]["prompt"],
+         "mask": str(parity.root / parity.cases[c]["eval"]["files"]["mask"])}
         for c in parity.images[image]
     ]
     (tmp_path / "items.json").write_text(json.dumps({"dataset": "parity", "count": len(items), "items": items}))
