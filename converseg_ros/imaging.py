@@ -1,4 +1,5 @@
-"""Image decoding, validation and the letterbox geometry shared by SAM2 and post-processing.
+"""Image decoding, validation and the square-input geometry (letterbox or squash) shared by SAM2 and
+post-processing.
 
 Every image is decoded once (EXIF orientation applied once) and both model branches see those pixels.
 """
@@ -19,6 +20,9 @@ MAX_SIDE = 8192  # pixels; larger frames are refused (bounded memory and Qwen to
 MAX_PIXELS = 40_000_000
 MAX_ASPECT = 200  # Qwen's smart_resize refuses more extreme aspect ratios
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# How an image becomes SAM2's square input: letterbox (the authors' demo.py and train.py) or squash
+# (their eval.py, the benchmark script: stretched to the square, aspect ratio not kept).
+PREPROCESSING = ("letterbox", "squash")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,31 @@ def letterbox_geometry(height: int, width: int, size: int) -> LetterboxGeometry:
     new_w = max(1, round(width * scale))
     new_h = max(1, round(height * scale))
     return LetterboxGeometry(height, width, size, new_h, new_w, (size - new_h) // 2, (size - new_w) // 2)
+
+
+@dataclass(frozen=True)
+class SquashGeometry:
+    """An H x W image stretched to fill the square of side ``size`` (no padding, no crop)."""
+
+    height: int
+    width: int
+    size: int
+
+
+SquareGeometry = LetterboxGeometry | SquashGeometry
+
+
+def to_square(rgb: np.ndarray, preprocess: str, size: int) -> tuple[np.ndarray, SquareGeometry]:
+    """The pixels handed to SAM2's transform and where the image sits in its ``size`` x ``size`` input.
+
+    ``letterbox`` scales and pads here. ``squash`` passes the pixels on unchanged: SAM2's transform
+    resizes any image to the square itself (``to_sam_pixels``), as ``SAM2ImagePredictor.set_image`` does.
+    """
+    if preprocess == "letterbox":
+        return letterbox(rgb, size)
+    if preprocess == "squash":
+        return rgb, SquashGeometry(rgb.shape[0], rgb.shape[1], size)
+    raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
 
 
 def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxGeometry]:

@@ -19,6 +19,20 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run where torch sees a GPU and are skipped, with the reason, elsewhere."""
+    needs_gpu = [item for item in items if item.get_closest_marker("cuda")]
+    if not needs_gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+    for item in needs_gpu:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_engine():
     """ConverSegEngine on the tiny preset (untrained, cpu, fp32)."""

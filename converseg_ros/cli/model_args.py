@@ -25,6 +25,9 @@ def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         help="SAM2 image encoder precision: fp32 as the authors (default) or bf16 autocast (faster; a deviation)")
     add("--decode-mode", default="multimask", choices=["multimask", "first"],
         help="multimask: best predicted IoU of decoder outputs 1-3 (the authors' demo/eval); first: output 0")
+    add("--preprocess", default="letterbox", choices=["letterbox", "squash"],
+        help="SAM2 input: letterbox to the square (the authors' demo and training; default) or squash to it "
+             "(their eval.py, the benchmark script)")
     add("--threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
     add("--max-pixels", type=int, default=None,
         help="cap the pixels Qwen sees (speed; a deviation from the reference; off by default)")
@@ -49,5 +52,5 @@ def engine_from_args(args: argparse.Namespace):
     return ConverSegEngine.from_preset(
         args.preset, device=args.device, precision=args.precision, overrides=model_overrides(args) or None,
         allow_download=args.allow_download, max_pixels=args.max_pixels, decode_mode=args.decode_mode,
-        mask_threshold=args.threshold, sam2_precision=args.sam2_precision,
+        mask_threshold=args.threshold, sam2_precision=args.sam2_precision, preprocess=args.preprocess,
     )

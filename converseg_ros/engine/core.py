@@ -14,7 +14,7 @@ import torch
 
 from converseg_ros.engine.postprocess import logits_to_image, probability_to_logit
 from converseg_ros.engine.prefix import QwenPrefix, encode_prefix, run_suffixes
-from converseg_ros.imaging import LetterboxGeometry, as_rgb, letterbox
+from converseg_ros.imaging import PREPROCESSING, SquareGeometry, as_rgb, to_square
 from converseg_ros.modeling.build import ConverSegNet, build_model
 from converseg_ros.modeling.presets import ModelSpec, load_preset
 from converseg_ros.modeling.sam2_model import SamFeatures, select_output
@@ -32,7 +32,7 @@ class FrameEncoding:
     """Everything prompt-independent about one image: computed once, shared by all its queries."""
 
     image: np.ndarray  # H x W x 3 uint8 RGB (the pixels both branches saw)
-    geometry: LetterboxGeometry
+    geometry: SquareGeometry  # where the image sits in SAM2's square input
     sam: SamFeatures
     prefix: QwenPrefix
     timings: dict[str, float] = field(default_factory=dict)  # ms
@@ -55,13 +55,16 @@ class ConverSegEngine:
 
     def __init__(
         self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5,
-        sam2_precision: str = "fp32",
+        sam2_precision: str = "fp32", preprocess: str = "letterbox",
     ):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
         if sam2_precision not in SAM2_PRECISIONS:
             raise ValueError(f"sam2_precision must be one of {SAM2_PRECISIONS}, got {sam2_precision!r}")
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}, got {preprocess!r}")
         self.sam2_precision = sam2_precision
+        self.preprocess = preprocess
         self.net = net.eval()
         self.decode_mode = decode_mode
         self.logit_threshold = probability_to_logit(mask_threshold)
@@ -72,13 +75,15 @@ class ConverSegEngine:
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
         decode_mode: str = "multimask", mask_threshold: float = 0.5, sam2_precision: str = "fp32",
+        preprocess: str = "letterbox",
     ) -> ConverSegEngine:
-        """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths)."""
+        """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths).
+        ``preprocess``: letterbox (the authors' demo and training) or squash (their eval.py)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
         net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
-        return cls(net, decode_mode, mask_threshold, sam2_precision)
+        return cls(net, decode_mode, mask_threshold, sam2_precision, preprocess)
 
     @property
     def spec(self) -> ModelSpec:
@@ -94,17 +99,17 @@ class ConverSegEngine:
         rgb = as_rgb(image)
         with self._lock:
             start = time.perf_counter()
-            square, geometry = letterbox(rgb, self.net.image_size)
-            sam, sam_ms = self._encode_sam(square)
+            sam_image, geometry = to_square(rgb, self.preprocess, self.net.image_size)
+            sam, sam_ms = self._encode_sam(sam_image)
             prefix, prefix_ms = self._encode_prefix(rgb)
             total_ms = (time.perf_counter() - start) * 1e3
         timings = {"sam_encode_ms": sam_ms, "qwen_prefix_ms": prefix_ms, "encode_ms": total_ms}
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
 
     @torch.inference_mode()
-    def _encode_sam(self, square: np.ndarray) -> tuple[SamFeatures, float]:
+    def _encode_sam(self, sam_image: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
-        pixels = self.net.sam_transform([square])
+        pixels = self.net.sam_transform([sam_image])
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.sam2_precision == "bf16"):
             features = self.net.encode_images(pixels)
         features = SamFeatures(features.image_embed.float(), [f.float() for f in features.high_res])

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> dict:
         weights = args.release or ", ".join(f"{k}={v}" for k, v in overrides.items())
     else:
         weights = "the preset's" + ("" if spec.trained else " (UNTRAINED)")
-    model = {"preset": spec.name, "weights": weights, "decode_mode": args.decode_mode}
+    model = {"preset": spec.name, "weights": weights, "decode_mode": args.decode_mode,
+             "preprocess": args.preprocess}
     metrics, items = {}, []
     for name, data in splits.items():
         for problem in data.problems:

@@ -45,9 +45,10 @@ def render_markdown(report: dict) -> str:
     lines = [
         "# ConverSeg evaluation",
         "",
-        "| preset | weights | decode mode |",
-        "|---|---|---|",
-        f"| {model.get('preset')} | {model.get('weights', '')} | {model.get('decode_mode')} |",
+        "| preset | weights | decode mode | preprocessing |",
+        "|---|---|---|---|",
+        f"| {model.get('preset')} | {model.get('weights', '')} | {model.get('decode_mode')} "
+        f"| {model.get('preprocess', 'letterbox')} |",
         "",
     ]
     paper = report.get("paper", {})

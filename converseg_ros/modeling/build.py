@@ -57,9 +57,10 @@ class ConverSegNet(nn.Module):
         """Side of SAM2's square input (1024 for Hiera-L)."""
         return int(self.sam.image_size)
 
-    def sam_transform(self, letterboxed: list[np.ndarray]) -> torch.Tensor:
-        """Letterboxed uint8 RGB squares -> normalised pixels on the SAM2 device."""
-        return _to_sam_pixels(letterboxed, next(self.sam.parameters()).device)
+    def sam_transform(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8 RGB images (letterboxed squares, or any size to squash) -> normalised square pixels
+        [B, 3, S, S] on the SAM2 device."""
+        return _to_sam_pixels(images, self.image_size, next(self.sam.parameters()).device)
 
     def encode_images(self, pixels: torch.Tensor) -> SamFeatures:
         """SAM2 image features of a batch (prompt-independent)."""

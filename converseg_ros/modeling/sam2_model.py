@@ -1,4 +1,4 @@
-"""SAM2 from the ``sam2`` package: build it, embed letterboxed images, decode language prompts."""
+"""SAM2 from the ``sam2`` package: build it, embed images, decode language prompts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.transforms.functional import InterpolationMode, resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,12 +49,21 @@ def build_sam2_model(config: str):
     return model.eval()
 
 
-def to_sam_pixels(images: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Letterboxed square uint8 RGB images -> ImageNet-normalised float32 batch [B, 3, S, S]."""
-    batch = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 255.0
+def to_sam_pixels(images: list[np.ndarray], size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 RGB images -> ImageNet-normalised float32 batch [B, 3, size, size], as SAM2's transform:
+    scale to [0, 1], resize to the square in float (bilinear, antialiased; letterboxed squares already
+    are), normalise. Any other image is squashed, as the authors' eval.py feeds it."""
+    batch = torch.stack([_unit_square(image, size, device) for image in images])
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean) / std
+
+
+def _unit_square(image: np.ndarray, size: int, device: torch.device | str) -> torch.Tensor:
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 255.0
+    if pixels.shape[-2:] == (size, size):
+        return pixels
+    return resize(pixels, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 
 def encode_images(sam, pixels: torch.Tensor) -> SamFeatures:

@@ -174,7 +174,7 @@ def build_tiny_files(root: Path, seed: int = 0) -> Path:
     stamp = root / "TINY_FORMAT"
     if stamp.exists() and stamp.read_text().strip() == str(TINY_FORMAT_VERSION):
         return root
-    with atomic_dir(root) as tmp:
+    with atomic_dir(root) as tmp, torch.random.fork_rng(devices=[]):  # the caller's random state stays as is
         _build_into(tmp, seed)
         (tmp / "TINY_FORMAT").write_text(str(TINY_FORMAT_VERSION))
     return root

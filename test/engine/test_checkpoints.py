@@ -42,6 +42,19 @@ def expected(tiny_engine, photos) -> np.ndarray:
     return tiny_engine.segment_image(photos["coffee"], ["the cup on the saucer"], return_logits=True)[0].logits
 
 
+def test_generating_the_tiny_model_leaves_the_callers_random_state_alone(tmp_path):
+    """A training run seeds torch, then builds its model: generating the tiny files on first use (seeded
+    random weights) must not reseed the run (it did: a first run in a fresh cache followed another curve)."""
+    from converseg_ros.modeling.tiny import build_tiny_files
+
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    build_tiny_files(tmp_path / "tiny", seed=0)
+    assert (tmp_path / "tiny" / "ConverSeg-Net_plm_0.torch").is_file()
+    assert torch.equal(torch.rand(4), expected)
+
+
 def _logits(overrides: dict, image: np.ndarray) -> np.ndarray:
     engine = ConverSegEngine.from_preset("tiny", device="cpu", precision="fp32", overrides=overrides)
     return engine.segment_image(image, ["the cup on the saucer"], return_logits=True)[0].logits

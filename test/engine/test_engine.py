@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+
+import cv2
 import numpy as np
 import pytest
 
@@ -48,8 +51,11 @@ def test_batch_equals_one_by_one_and_frame_is_reusable(tiny_engine, photos):
 def test_answers_depend_on_prompt_and_image(tiny_engine, photos):
     a, b = tiny_engine.segment_image(photos["coffee"], PROMPTS[:2], return_logits=True)
     assert np.abs(a.logits - b.logits).max() > 1e-2
-    other = tiny_engine.segment_image(photos["chelsea"], PROMPTS[:1], return_logits=True)[0]
-    assert other.logits.shape == photos["chelsea"].shape[:2]
+    height, width = photos["coffee"].shape[:2]
+    cat = cv2.resize(photos["chelsea"], (width, height))  # another photo at the same size
+    other = tiny_engine.segment_image(cat, PROMPTS[:1], return_logits=True)[0]
+    assert np.abs(other.logits - a.logits).max() > 1e-2
+    assert (other.mask != a.mask).mean() > 0.05  # the same prompt gives another mask on another image
 
 
 def test_regions_come_from_the_mask(tiny_engine, photos):
@@ -74,8 +80,25 @@ def test_bad_frames_raise_image_errors(tiny_engine):
             tiny_engine.encode_frame(bad)
 
 
-def test_warmup_runs(tiny_engine):
-    assert tiny_engine.warmup() > 0
+def test_warmup_runs_one_query_on_a_frame_of_the_camera_size(tiny_net):
+    engine = ConverSegEngine(tiny_net)
+    frames, answers = [], []
+    encode, segment = engine.encode_frame, engine.segment
+
+    def encode_probe(image):
+        frames.append(encode(image))
+        return frames[-1]
+
+    def segment_probe(frame, prompts, **kwargs):
+        answers.extend(segment(frame, prompts, **kwargs))
+        return answers
+
+    engine.encode_frame, engine.segment = encode_probe, segment_probe
+    elapsed_ms = engine.warmup((48, 80))
+    (frame,) = frames
+    (answer,) = answers
+    assert frame.image.shape == (48, 80, 3) and answer.mask.shape == (48, 80)
+    assert elapsed_ms >= frame.timings["encode_ms"] > 0  # the duration covers the inference it ran
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 300, 3), (300, 2, 3), (1, 199, 3), (7, 9)])
@@ -101,10 +124,24 @@ def test_pixel_cap_reduces_qwen_image_tokens(tiny_net, photos):
     assert capped["input_ids"].shape[1] < full / 4
 
 
-def test_close_releases_the_model(tiny_net):
-    engine = ConverSegEngine(tiny_net)
+def test_close_releases_the_model(photos):
+    engine = ConverSegEngine.from_preset("tiny", device="cpu", precision="fp32")  # a model of its own
+    engine.segment_image(photos["coffee"][:64, :96], ["the cup"])
+    net = weakref.ref(engine.net)
     engine.close()
-    assert engine.net is None
+    assert engine.net is None and net() is None  # nothing else keeps the model alive
+
+
+@pytest.mark.cuda
+def test_close_frees_the_gpu_memory(photos):
+    import torch
+
+    before = torch.cuda.memory_allocated()
+    engine = ConverSegEngine.from_preset("tiny", device="cuda", precision="fp32")
+    engine.segment_image(photos["coffee"], ["the cup"])
+    assert torch.cuda.memory_allocated() > before
+    engine.close()
+    assert torch.cuda.memory_allocated() <= before
 
 
 def test_bf16_sam2_encoder_is_an_opt_in_close_to_fp32(tiny_net, photos):

@@ -1,4 +1,4 @@
-"""Decoding, validation, letterbox and crop-back on awkward images."""
+"""Decoding, validation, letterbox/squash and the way back to the image, on awkward images."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 
 from converseg_ros.engine.postprocess import logits_to_image
 from converseg_ros.errors import ImageError
-from converseg_ros.imaging import as_rgb, decode_image, letterbox, letterbox_geometry
+from converseg_ros.imaging import SquashGeometry, as_rgb, decode_image, letterbox, letterbox_geometry, to_square
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (3, 600), (601, 7), (333, 555), (1024, 1024), (1500, 999)])
@@ -21,12 +21,35 @@ def test_letterbox_then_crop_back_restores_the_image_grid(hw):
     geo = letterbox_geometry(height, width, size)
     assert max(geo.new_height, geo.new_width) == size and min(geo.new_height, geo.new_width) >= 1
     assert 0 <= geo.top <= size - geo.new_height and 0 <= geo.left <= size - geo.new_width
-    # a logit map that is +1 inside the letterboxed content and -1 on the padding crops back to all +1
-    square = -torch.ones(1, size // 4 * 4, size // 4 * 4)
+    # a logit map that is +1 inside the letterboxed content and -1 on the padding crops back to exactly +1:
+    # not one padding value leaks in (an off-by-one crop would bring in a row or column of -1)
+    square = -torch.ones(1, size, size)
     square[:, geo.top : geo.top + geo.new_height, geo.left : geo.left + geo.new_width] = 1.0
     full = logits_to_image(square, geo)
     assert full.shape == (1, height, width)
-    assert (full > 0).float().mean() > 0.9
+    torch.testing.assert_close(full, torch.ones_like(full), rtol=0, atol=1e-6)
+
+
+def test_squash_keeps_relative_positions_and_sam2_transform_is_the_authors():
+    from sam2.utils.transforms import SAM2Transforms
+
+    from converseg_ros.modeling.sam2_model import to_sam_pixels
+
+    image = np.random.default_rng(0).integers(0, 256, (30, 70, 3), dtype=np.uint8)
+    pixels, geo = to_square(image, "squash", 64)
+    assert pixels is image and geo == SquashGeometry(30, 70, 64)
+    # SAM2's transform (what SAM2ImagePredictor.set_image applies) squashes the same way, in float
+    theirs = SAM2Transforms(resolution=64, mask_threshold=0.0)(image)
+    torch.testing.assert_close(to_sam_pixels([image], 64)[0], theirs, rtol=0, atol=1e-5)
+    boxed, _ = to_square(image, "letterbox", 64)
+    torch.testing.assert_close(to_sam_pixels([boxed], 64)[0], SAM2Transforms(64, 0.0)(boxed), rtol=0, atol=1e-6)
+    # the low-res square maps onto the whole image: its left half is the image's left half
+    low = torch.where(torch.arange(16) < 8, 1.0, -1.0).expand(1, 16, 16)
+    full = logits_to_image(low, geo)[0]
+    assert full.shape == (30, 70)
+    assert (full[:, :33] > 0).all() and (full[:, 37:] < 0).all()
+    with pytest.raises(ValueError, match="preprocess"):
+        to_square(image, "stretch", 64)
 
 
 def test_letterbox_pads_centred_with_black():

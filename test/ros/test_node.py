@@ -10,12 +10,12 @@ import array
 import numpy as np
 import pytest
 import yaml
-from conftest import NS, REPO
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import GetParameters
 from ros_helpers import Collector, call, check_mask, image_msg, photo, same_header, spin_for, spin_until
+from ros_nodes import NS, REPO
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from ros_env import REPO
 
 from converseg_ros.ros.params import NodeConfig
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import NS, start_node
 from ros_helpers import Collector, photo, spin_until
+from ros_nodes import NS, start_node
 from sensor_msgs.msg import Image
 
 from converseg_ros.ros.image_codec import decode

@@ -1,0 +1,80 @@
+"""converseg_node in its own process, and the namespace the ROS tests share (imported by the tests by
+this module's own name, so that each test folder's conftest stays private to it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ros_env
+
+from converseg_ros.ros.node_command import node_command
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+REPO = ros_env.REPO
+NS = "/cs_test"
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (even if pytest is killed), so no node is left."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class NodeProcess:
+    """converseg_node running as ``python -m converseg_ros.node`` in its own process."""
+
+    def __init__(self, namespace: str, extra: list[str], log: Path) -> None:
+        self.namespace = namespace
+        self.log_path = log
+        cmd = node_command(namespace, {"preset": "tiny", "device": "cpu"}, extra)
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd="/",
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def start_node(ros: Node, namespace: str, extra: list[str], log: Path, timeout: float = 90.0) -> NodeProcess:
+    """Start a node and wait until its segment service answers (i.e. it is configured and active)."""
+    from converseg_ros.srv import Segment
+
+    node = NodeProcess(namespace, extra, log)
+    client = ros.create_client(Segment, f"{namespace}/segment")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert node.alive(), f"converseg_node exited early:\n{node.output()}"
+        if client.wait_for_service(timeout_sec=0.5) and "] active" in node.output():
+            ros.destroy_client(client)
+            return node
+    node.stop()
+    raise AssertionError(f"converseg_node not active after {timeout} s:\n{node.output()}")
