@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from converseg_ros.engine.host import PinnedUpload, to_host
+from converseg_ros.engine.overlap import EncoderOverlap
 from converseg_ros.engine.postprocess import logits_to_image, probability_to_logit
 from converseg_ros.engine.prefix import QwenPrefix, encode_prefix, run_suffixes
 from converseg_ros.imaging import LetterboxGeometry, as_rgb, letterbox
 from converseg_ros.modeling.build import ConverSegNet, build_model
 from converseg_ros.modeling.presets import ModelSpec, load_preset
-from converseg_ros.modeling.sam2_model import SamFeatures, select_output
+from converseg_ros.modeling.sam2_model import SamFeatures, select_output, to_sam_pixels
 from converseg_ros.regions import Region, extract_regions
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,16 @@ class SegmentationOutput:
 
 
 class ConverSegEngine:
-    """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock."""
+    """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock.
+
+    ``overlap``: run a frame's SAM2 encoder and Qwen prefix at once (``auto``: on CUDA only, see
+    :mod:`converseg_ros.engine.overlap`). ``compile_sam2``: ``torch.compile`` the SAM2 image encoder and
+    mask decoder (off by default until measured on the target GPU; the first frames pay the compile time).
+    """
 
     def __init__(
         self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5,
-        sam2_precision: str = "fp32",
+        sam2_precision: str = "fp32", overlap: str = "auto", compile_sam2: bool = False,
     ):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
@@ -66,19 +73,25 @@ class ConverSegEngine:
         self.decode_mode = decode_mode
         self.logit_threshold = probability_to_logit(mask_threshold)
         self._lock = threading.Lock()
+        self._overlap = EncoderOverlap(self.device, overlap)
+        self._upload = PinnedUpload()
+        if compile_sam2:
+            self.net.sam.image_encoder.compile(dynamic=False)
+            self.net.sam.sam_mask_decoder.compile(dynamic=True)  # the token count varies per prompt
 
     @classmethod
     def from_preset(
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
         decode_mode: str = "multimask", mask_threshold: float = 0.5, sam2_precision: str = "fp32",
+        overlap: str = "auto", compile_sam2: bool = False,
     ) -> ConverSegEngine:
         """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
         net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
-        return cls(net, decode_mode, mask_threshold, sam2_precision)
+        return cls(net, decode_mode, mask_threshold, sam2_precision, overlap, compile_sam2)
 
     @property
     def spec(self) -> ModelSpec:
@@ -95,8 +108,10 @@ class ConverSegEngine:
         with self._lock:
             start = time.perf_counter()
             square, geometry = letterbox(rgb, self.net.image_size)
-            sam, sam_ms = self._encode_sam(square)
-            prefix, prefix_ms = self._encode_prefix(rgb)
+            (sam, sam_ms), (prefix, prefix_ms) = self._overlap.run(
+                lambda: self._encode_sam(square), lambda: self._encode_prefix(rgb)
+            )
+            sam = SamFeatures(self._overlap.adopt(sam.image_embed), [self._overlap.adopt(f) for f in sam.high_res])
             total_ms = (time.perf_counter() - start) * 1e3
         timings = {"sam_encode_ms": sam_ms, "qwen_prefix_ms": prefix_ms, "encode_ms": total_ms}
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
@@ -104,7 +119,7 @@ class ConverSegEngine:
     @torch.inference_mode()
     def _encode_sam(self, square: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
-        pixels = self.net.sam_transform([square])
+        pixels = to_sam_pixels(self._upload(square[None], self.device), self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.sam2_precision == "bf16"):
             features = self.net.encode_images(pixels)
         features = SamFeatures(features.image_embed.float(), [f.float() for f in features.high_res])
@@ -138,16 +153,23 @@ class ConverSegEngine:
             )
             qwen_done = time.perf_counter()
             logits, scores = self._decode(frame, ids, attention, hidden)
-            full = logits_to_image(logits, frame.geometry)
+            full = logits_to_image(logits, frame.geometry)  # resize and threshold on the device
+            on_device = [full > self.logit_threshold, torch.sigmoid(full), scores.float()]
+            if return_logits:
+                on_device.append(full)
+            host = to_host(*on_device)  # one wait for every query's results
             end = time.perf_counter()
+        masks, probabilities, host_scores = host[:3]
         per_query = {"qwen_suffix_ms": (qwen_done - start) * 1e3 / len(prompts),
                      "decode_ms": (end - qwen_done) * 1e3 / len(prompts)}
-        return [
-            self._output(
-                prompt, full[i], float(scores[i]), return_logits, min_region_area, max_regions, per_query
+        outputs = []
+        for i, prompt in enumerate(prompts):
+            regions = extract_regions(masks[i], probabilities[i], min_region_area, max_regions)
+            logits_np = host[3][i].astype(np.float32) if return_logits else None
+            outputs.append(
+                SegmentationOutput(prompt, masks[i], float(host_scores[i]), regions, logits_np, dict(per_query))
             )
-            for i, prompt in enumerate(prompts)
-        ]
+        return outputs
 
     def _decode(
         self, frame: FrameEncoding, ids: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor
@@ -170,16 +192,6 @@ class ConverSegEngine:
                 logits[i], scores[i] = chosen[row], chosen_iou[row]
         return torch.stack(logits), torch.stack(scores)
 
-    def _output(
-        self, prompt: str, logits: torch.Tensor, score: float, return_logits: bool, min_area: int,
-        max_regions: int, timings: dict[str, float],
-    ) -> SegmentationOutput:
-        mask = (logits > self.logit_threshold).cpu().numpy()
-        probability = torch.sigmoid(logits).cpu().numpy()
-        regions = extract_regions(mask, probability, min_area, max_regions)
-        logits_np = logits.cpu().numpy().astype(np.float32) if return_logits else None
-        return SegmentationOutput(prompt, mask, score, regions, logits_np, dict(timings))
-
     def segment_image(self, image: np.ndarray, prompts: list[str], **kwargs) -> list[SegmentationOutput]:
         """Encode ``image`` and answer ``prompts`` on it."""
         return self.segment(self.encode_frame(image), prompts, **kwargs)
@@ -197,6 +209,7 @@ class ConverSegEngine:
         """Release the model and its device memory."""
         with self._lock:
             self.net = None
+            self._overlap.close()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -48,9 +48,11 @@ def build_sam2_model(config: str):
     return model.eval()
 
 
-def to_sam_pixels(images: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Letterboxed square uint8 RGB images -> ImageNet-normalised float32 batch [B, 3, S, S]."""
-    batch = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float() / 255.0
+def to_sam_pixels(images: list[np.ndarray] | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Letterboxed square uint8 RGB images (a list, or a uint8 tensor [B, S, S, 3]) -> ImageNet-normalised
+    float32 batch [B, 3, S, S]."""
+    batch = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.stack(images))
+    batch = batch.to(device).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean) / std
