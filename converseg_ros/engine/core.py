@@ -84,13 +84,15 @@ class ConverSegEngine:
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
         decode_mode: str = "multimask", mask_threshold: float = 0.5, sam2_precision: str = "fp32",
-        overlap: str = "auto", compile_sam2: bool = False,
+        overlap: str = "auto", compile_sam2: bool = False, attention: str = "auto",
     ) -> ConverSegEngine:
         """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
-        net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
+        net = build_model(
+            spec, device, precision, allow_download=allow_download, max_pixels=max_pixels, attention=attention
+        )
         return cls(net, decode_mode, mask_threshold, sam2_precision, overlap, compile_sam2)
 
     @property
