@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import resource
 import shutil
@@ -50,36 +49,13 @@ def peak_rss() -> int:
 
 def make_release(out: Path) -> None:
     """Write a random-weight full-size release (SAM2-L .torch.torch, Qwen-3B plm .torch, LoRA dir)."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    from full_size import random_adapter, random_sam2, write_qwen_dir
 
     from converseg_ros.modeling.checkpoints import write_release
-    from converseg_ros.modeling.language_adapter import LanguageAdapter
-    from converseg_ros.modeling.presets import tiny_root
-    from converseg_ros.modeling.qwen_config import QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, hub_flat_config
-    from converseg_ros.modeling.sam2_model import build_sam2_model
-    from converseg_ros.modeling.tiny import SPECIAL_TOKENS, build_tiny_files
 
-    qwen_dir = out / "qwen"
-    shutil.copytree(build_tiny_files(tiny_root()) / "qwen", qwen_dir)  # tokenizer + processor
-    tokenizer = AutoTokenizer.from_pretrained(qwen_dir)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    flat = hub_flat_config(QWEN25_VL_3B_TEXT, QWEN25_VL_3B_VISION, 151936, ids)  # the hub's layout
-    (qwen_dir / "config.json").write_text(json.dumps(flat, indent=2))
-    config = AutoConfig.from_pretrained(qwen_dir)
     start = time.perf_counter()
-    with init_empty_weights():
-        adapter = LanguageAdapter(Qwen2_5_VLForConditionalGeneration(config), tokenizer, 256)
-    generator = torch.Generator().manual_seed(0)
-    for module in adapter.modules():  # materialise random bf16 weights without a slow fp32 init
-        for name, param in list(module.named_parameters(recurse=False)):
-            value = torch.empty(param.shape, dtype=torch.bfloat16)
-            if param.ndim >= 2:
-                value.normal_(0.0, 0.02, generator=generator)
-            else:
-                value.fill_(1.0 if "norm" in name or name in ("scale", "temp", "weight") else 0.0)
-            setattr(module, name, torch.nn.Parameter(value, requires_grad=False))
-    sam = build_sam2_model("sam2_hiera_l.yaml")
+    adapter = random_adapter(write_qwen_dir(out / "qwen"), torch.bfloat16)
+    sam = random_sam2()
     print(f"[release] random full-size weights in {time.perf_counter() - start:.1f} s; writing to {out}")
     write_release(sam, adapter, out, step=90000, sam2_suffix=".torch")
     (out / "COMPLETE").write_text("ok")

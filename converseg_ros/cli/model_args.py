@@ -31,6 +31,11 @@ def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     add("--threshold", type=float, default=0.5, help="mask probability threshold (default: %(default)s)")
     add("--max-pixels", type=int, default=None,
         help="cap the pixels Qwen sees (speed; a deviation from the reference; off by default)")
+    add("--overlap", default="auto", choices=["auto", "on", "off"],
+        help="encode SAM2 and the Qwen prefix of a frame at once (auto: on CUDA only)")
+    add("--attention", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
+        help="Qwen attention kernels (auto: FlashAttention-2 on CUDA when installed, else SDPA)")
+    add("--compile-sam2", action="store_true", help="torch.compile the SAM2 encoder and decoder (slow first frames)")
     add("--allow-download", dest="allow_download", action="store_true", default=allow_download,
         help="download missing model files from the Hugging Face hub" + (" (default)" if allow_download else ""))
     add("--offline", dest="allow_download", action="store_false", help="only local files and the hub cache")
@@ -53,4 +58,5 @@ def engine_from_args(args: argparse.Namespace):
         args.preset, device=args.device, precision=args.precision, overrides=model_overrides(args) or None,
         allow_download=args.allow_download, max_pixels=args.max_pixels, decode_mode=args.decode_mode,
         mask_threshold=args.threshold, sam2_precision=args.sam2_precision, preprocess=args.preprocess,
+        overlap=args.overlap, compile_sam2=args.compile_sam2, attention=args.attention,
     )

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from converseg_ros.engine.host import PinnedUpload, to_host
+from converseg_ros.engine.overlap import EncoderOverlap
 from converseg_ros.engine.postprocess import logits_to_image, probability_to_logit
 from converseg_ros.engine.prefix import QwenPrefix, encode_prefix, run_suffixes
 from converseg_ros.imaging import PREPROCESSING, SquareGeometry, as_rgb, to_square
 from converseg_ros.modeling.build import ConverSegNet, build_model
 from converseg_ros.modeling.presets import ModelSpec, load_preset
-from converseg_ros.modeling.sam2_model import SamFeatures, select_output
+from converseg_ros.modeling.sam2_model import SamFeatures, select_output, to_sam_pixels
 from converseg_ros.regions import Region, extract_regions
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,17 @@ class SegmentationOutput:
 
 
 class ConverSegEngine:
-    """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock."""
+    """Plain-Python inference engine (no ROS). Thread-safe: calls are serialised by a lock.
+
+    ``overlap``: run a frame's SAM2 encoder and Qwen prefix at once (``auto``: on CUDA only, see
+    :mod:`converseg_ros.engine.overlap`). ``compile_sam2``: ``torch.compile`` the SAM2 image encoder and
+    mask decoder (off by default until measured on the target GPU; the first frames pay the compile time).
+    """
 
     def __init__(
         self, net: ConverSegNet, decode_mode: str = "multimask", mask_threshold: float = 0.5,
-        sam2_precision: str = "fp32", preprocess: str = "letterbox",
+        sam2_precision: str = "fp32", preprocess: str = "letterbox", overlap: str = "auto",
+        compile_sam2: bool = False,
     ):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
@@ -69,21 +77,28 @@ class ConverSegEngine:
         self.decode_mode = decode_mode
         self.logit_threshold = probability_to_logit(mask_threshold)
         self._lock = threading.Lock()
+        self._overlap = EncoderOverlap(self.device, overlap)
+        self._upload = PinnedUpload()
+        if compile_sam2:
+            self.net.sam.image_encoder.compile(dynamic=False)
+            self.net.sam.sam_mask_decoder.compile(dynamic=True)  # the token count varies per prompt
 
     @classmethod
     def from_preset(
         cls, preset: str | ModelSpec, device: str = "auto", precision: str = "auto",
         overrides: dict | None = None, allow_download: bool = False, max_pixels: int | None = None,
         decode_mode: str = "multimask", mask_threshold: float = 0.5, sam2_precision: str = "fp32",
-        preprocess: str = "letterbox",
+        preprocess: str = "letterbox", overlap: str = "auto", compile_sam2: bool = False, attention: str = "auto",
     ) -> ConverSegEngine:
         """Build from a preset name/spec; ``overrides`` replaces preset fields (e.g. local paths).
         ``preprocess``: letterbox (the authors' demo and training) or squash (their eval.py)."""
         spec = load_preset(preset) if isinstance(preset, str) else preset
         if overrides:
             spec = spec.with_overrides(**overrides)
-        net = build_model(spec, device, precision, allow_download=allow_download, max_pixels=max_pixels)
-        return cls(net, decode_mode, mask_threshold, sam2_precision, preprocess)
+        net = build_model(
+            spec, device, precision, allow_download=allow_download, max_pixels=max_pixels, attention=attention
+        )
+        return cls(net, decode_mode, mask_threshold, sam2_precision, preprocess, overlap, compile_sam2)
 
     @property
     def spec(self) -> ModelSpec:
@@ -100,8 +115,10 @@ class ConverSegEngine:
         with self._lock:
             start = time.perf_counter()
             sam_image, geometry = to_square(rgb, self.preprocess, self.net.image_size)
-            sam, sam_ms = self._encode_sam(sam_image)
-            prefix, prefix_ms = self._encode_prefix(rgb)
+            (sam, sam_ms), (prefix, prefix_ms) = self._overlap.run(
+                lambda: self._encode_sam(sam_image), lambda: self._encode_prefix(rgb)
+            )
+            sam = SamFeatures(self._overlap.adopt(sam.image_embed), [self._overlap.adopt(f) for f in sam.high_res])
             total_ms = (time.perf_counter() - start) * 1e3
         timings = {"sam_encode_ms": sam_ms, "qwen_prefix_ms": prefix_ms, "encode_ms": total_ms}
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
@@ -109,7 +126,8 @@ class ConverSegEngine:
     @torch.inference_mode()
     def _encode_sam(self, sam_image: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
-        pixels = self.net.sam_transform([sam_image])
+        uploaded = self._upload(sam_image[None], self.device)  # [1, H, W, 3] uint8 on the device
+        pixels = to_sam_pixels(uploaded, self.net.image_size, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.sam2_precision == "bf16"):
             features = self.net.encode_images(pixels)
         features = SamFeatures(features.image_embed.float(), [f.float() for f in features.high_res])
@@ -143,16 +161,23 @@ class ConverSegEngine:
             )
             qwen_done = time.perf_counter()
             logits, scores = self._decode(frame, ids, attention, hidden)
-            full = logits_to_image(logits, frame.geometry)
+            full = logits_to_image(logits, frame.geometry)  # resize and threshold on the device
+            on_device = [full > self.logit_threshold, torch.sigmoid(full), scores.float()]
+            if return_logits:
+                on_device.append(full)
+            host = to_host(*on_device)  # one wait for every query's results
             end = time.perf_counter()
+        masks, probabilities, host_scores = host[:3]
         per_query = {"qwen_suffix_ms": (qwen_done - start) * 1e3 / len(prompts),
                      "decode_ms": (end - qwen_done) * 1e3 / len(prompts)}
-        return [
-            self._output(
-                prompt, full[i], float(scores[i]), return_logits, min_region_area, max_regions, per_query
+        outputs = []
+        for i, prompt in enumerate(prompts):
+            regions = extract_regions(masks[i], probabilities[i], min_region_area, max_regions)
+            logits_np = host[3][i].astype(np.float32) if return_logits else None
+            outputs.append(
+                SegmentationOutput(prompt, masks[i], float(host_scores[i]), regions, logits_np, dict(per_query))
             )
-            for i, prompt in enumerate(prompts)
-        ]
+        return outputs
 
     def _decode(
         self, frame: FrameEncoding, ids: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor
@@ -175,16 +200,6 @@ class ConverSegEngine:
                 logits[i], scores[i] = chosen[row], chosen_iou[row]
         return torch.stack(logits), torch.stack(scores)
 
-    def _output(
-        self, prompt: str, logits: torch.Tensor, score: float, return_logits: bool, min_area: int,
-        max_regions: int, timings: dict[str, float],
-    ) -> SegmentationOutput:
-        mask = (logits > self.logit_threshold).cpu().numpy()
-        probability = torch.sigmoid(logits).cpu().numpy()
-        regions = extract_regions(mask, probability, min_area, max_regions)
-        logits_np = logits.cpu().numpy().astype(np.float32) if return_logits else None
-        return SegmentationOutput(prompt, mask, score, regions, logits_np, dict(timings))
-
     def segment_image(self, image: np.ndarray, prompts: list[str], **kwargs) -> list[SegmentationOutput]:
         """Encode ``image`` and answer ``prompts`` on it."""
         return self.segment(self.encode_frame(image), prompts, **kwargs)
@@ -202,6 +217,7 @@ class ConverSegEngine:
         """Release the model and its device memory."""
         with self._lock:
             self.net = None
+            self._overlap.close()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

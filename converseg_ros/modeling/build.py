@@ -21,6 +21,7 @@ from converseg_ros.modeling.sam2_model import to_sam_pixels as _to_sam_pixels
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 
 
 def resolve_device_names(device: str, precision: str) -> tuple[str, str]:
@@ -34,6 +35,19 @@ def resolve_device_names(device: str, precision: str) -> tuple[str, str]:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {sorted(PRECISIONS)}")
     return device, precision
+
+
+def resolve_attention(attention: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``auto``: FlashAttention-2 on CUDA in bf16/fp16 when the ``flash-attn`` package is installed, else
+    PyTorch's SDPA (which picks its own flash / memory-efficient kernels on CUDA)."""
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"unknown attention {attention!r}; use one of {ATTENTION_IMPLEMENTATIONS}")
+    if attention != "auto":
+        return attention
+    from transformers.utils import is_flash_attn_2_available
+
+    half = dtype in (torch.bfloat16, torch.float16)
+    return "flash_attention_2" if device.type == "cuda" and half and is_flash_attn_2_available() else "sdpa"
 
 
 def resolve_device_precision(device: str, precision: str) -> tuple[torch.device, torch.dtype]:
@@ -113,7 +127,7 @@ def _lora_settings(spec: ModelSpec) -> LoraSettings:
 
 
 def _load_adapter(
-    spec: ModelSpec, transformer_dim: int, dtype: torch.dtype
+    spec: ModelSpec, transformer_dim: int, dtype: torch.dtype, attention: str
 ) -> tuple[LanguageAdapter, object]:
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -124,6 +138,7 @@ def _load_adapter(
         config = AutoConfig.from_pretrained(vlm)
     except OSError as err:
         raise CheckpointError(f"{vlm}: cannot read the VLM's config/tokenizer/processor ({err})") from err
+    config._attn_implementation = attention  # the vision tower and the text model alike
     lora = _lora_settings(spec)
     if spec.plm_checkpoint:  # the plm file holds every Qwen weight: build empty, map the file in
         with init_empty_weights():
@@ -131,7 +146,7 @@ def _load_adapter(
             adapter = LanguageAdapter(qwen, processor.tokenizer, transformer_dim, lora)
         ckpt.load_plm_weights(adapter, spec.plm_checkpoint)
     else:  # base Qwen weights from the VLM directory, fresh heads and LoRA (training from scratch)
-        qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(vlm, dtype=dtype)
+        qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(vlm, dtype=dtype, attn_implementation=attention)
         adapter = LanguageAdapter(qwen, processor.tokenizer, transformer_dim, lora)
     if spec.lora:
         ckpt.load_lora_weights(adapter, spec.lora)
@@ -142,9 +157,12 @@ def _load_adapter(
 
 def build_model(
     spec: ModelSpec | str, device: str = "auto", precision: str = "auto", trainable: bool = False,
-    allow_download: bool = False, max_pixels: int | None = None,
+    allow_download: bool = False, max_pixels: int | None = None, attention: str = "auto",
 ) -> ConverSegNet:
     """Build ConverSeg-Net from a preset name or spec, loading every checkpoint it names.
+
+    ``attention`` picks Qwen's attention kernels (:func:`resolve_attention`); all give the same results
+    up to floating-point rounding.
 
     ``trainable`` leaves the decoder, adapter heads and LoRA with gradients (Qwen base weights and the
     SAM2 image encoder stay frozen) and the model in train mode; otherwise everything is frozen, eval.
@@ -154,7 +172,9 @@ def build_model(
     spec = resolve_files(spec, allow_download)
     torch_device, dtype = resolve_device_precision(device, precision)
     sam = _load_sam2(spec)
-    adapter, processor = _load_adapter(spec, sam.sam_mask_decoder.transformer_dim, dtype)
+    attention = resolve_attention(attention, torch_device, dtype)
+    adapter, processor = _load_adapter(spec, sam.sam_mask_decoder.transformer_dim, dtype, attention)
+    log.info("Qwen attention: %s", attention)
     net = ConverSegNet(sam.float(), adapter, QwenInputs(processor, max_pixels), spec).to(torch_device)
     set_trainable(net, trainable)
     return net

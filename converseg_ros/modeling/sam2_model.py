@@ -49,18 +49,23 @@ def build_sam2_model(config: str):
     return model.eval()
 
 
-def to_sam_pixels(images: list[np.ndarray], size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 RGB images -> ImageNet-normalised float32 batch [B, 3, size, size], as SAM2's transform:
-    scale to [0, 1], resize to the square in float (bilinear, antialiased; letterboxed squares already
-    are), normalise. Any other image is squashed, as the authors' eval.py feeds it."""
+def to_sam_pixels(
+    images: list[np.ndarray] | torch.Tensor, size: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """uint8 RGB images (a list, or a uint8 tensor [B, H, W, 3]) -> ImageNet-normalised float32 batch
+    [B, 3, size, size], as SAM2's transform: scale to [0, 1], resize to the square in float (bilinear,
+    antialiased; letterboxed squares already are), normalise. Any other image is squashed, as the authors'
+    eval.py feeds it."""
     batch = torch.stack([_unit_square(image, size, device) for image in images])
     mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
     return (batch - mean) / std
 
 
-def _unit_square(image: np.ndarray, size: int, device: torch.device | str) -> torch.Tensor:
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float() / 255.0
+def _unit_square(image: np.ndarray | torch.Tensor, size: int, device: torch.device | str) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    pixels = image.to(device).permute(2, 0, 1).float() / 255.0
     if pixels.shape[-2:] == (size, size):
         return pixels
     return resize(pixels, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
