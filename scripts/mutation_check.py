@@ -76,7 +76,9 @@ def apply(name: str) -> None:
     elif name == "bgr":
         original_pixels = sam2_model.to_sam_pixels
 
-        def to_sam_pixels(images, *args, **kwargs):
+        def to_sam_pixels(images, *args, **kwargs):  # a list of arrays or a uint8 tensor [B, H, W, 3]
+            if isinstance(images, torch.Tensor):
+                return original_pixels(images.flip(-1), *args, **kwargs)
             return original_pixels([np.ascontiguousarray(i[..., ::-1]) for i in images], *args, **kwargs)
 
         _replace("converseg_ros.modeling.sam2_model", "to_sam_pixels", to_sam_pixels)
