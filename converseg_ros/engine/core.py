@@ -6,18 +6,18 @@ import gc
 import logging
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from converseg_ros.engine.decoding import DecodedPrompt, decode_prompts
 from converseg_ros.engine.postprocess import logits_to_image, probability_to_logit
 from converseg_ros.engine.prefix import QwenPrefix, encode_prefix, run_suffixes
 from converseg_ros.imaging import LetterboxGeometry, as_rgb, letterbox
 from converseg_ros.modeling.build import ConverSegNet, build_model
 from converseg_ros.modeling.presets import ModelSpec, load_preset
-from converseg_ros.modeling.sam2_model import SamFeatures, select_output
+from converseg_ros.modeling.sam2_model import SamFeatures
 from converseg_ros.regions import Region, extract_regions
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class FrameEncoding:
     image: np.ndarray  # H x W x 3 uint8 RGB (the pixels both branches saw)
     geometry: LetterboxGeometry
     sam: SamFeatures
-    prefix: QwenPrefix
+    prefix: QwenPrefix | None  # None until a language query needs it (encode_sam_frame)
     timings: dict[str, float] = field(default_factory=dict)  # ms
 
 
@@ -102,6 +102,26 @@ class ConverSegEngine:
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
 
     @torch.inference_mode()
+    def encode_sam_frame(self, image: np.ndarray) -> FrameEncoding:
+        """Only the SAM2 image embedding of a frame (``prefix`` None): all a tracked frame needs.
+        :meth:`add_prefix` (called by :meth:`segment` when needed) completes it for language queries."""
+        rgb = as_rgb(image)
+        with self._lock:
+            square, geometry = letterbox(rgb, self.net.image_size)
+            sam, sam_ms = self._encode_sam(square)
+        return FrameEncoding(rgb, geometry, sam, None, {"sam_encode_ms": sam_ms, "encode_ms": sam_ms})
+
+    @torch.inference_mode()
+    def add_prefix(self, frame: FrameEncoding) -> FrameEncoding:
+        """Complete a SAM-only encoding with the Qwen image prefix (no-op when present); returns it."""
+        with self._lock:
+            if frame.prefix is None:
+                frame.prefix, prefix_ms = self._encode_prefix(frame.image)
+                frame.timings["qwen_prefix_ms"] = prefix_ms
+                frame.timings["encode_ms"] = frame.timings.get("encode_ms", 0.0) + prefix_ms
+        return frame
+
+    @torch.inference_mode()
     def _encode_sam(self, square: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
         pixels = self.net.sam_transform([square])
@@ -127,9 +147,21 @@ class ConverSegEngine:
 
         Raises QueryError for an empty or oversized prompt (before any model work).
         """
+        answers = self.segment_with_state(frame, prompts, return_logits, min_region_area, max_regions)
+        return [output for output, _ in answers]
+
+    @torch.inference_mode()
+    def segment_with_state(
+        self, frame: FrameEncoding, prompts: list[str], return_logits: bool = False, min_region_area: int = 1,
+        max_regions: int = 10,
+    ) -> list[tuple[SegmentationOutput, DecodedPrompt]]:
+        """:meth:`segment`, each answer paired with its language embeddings and decoder state (what
+        tracking keeps, engine/tracking.py)."""
         cleaned = [self.net.inputs.clean_prompt(p) for p in prompts]
         if not cleaned:
             return []
+        if frame.prefix is None:
+            self.add_prefix(frame)
         with self._lock:
             start = time.perf_counter()
             suffix_ids, suffix_mask = self.net.inputs.suffixes(cleaned)
@@ -137,43 +169,31 @@ class ConverSegEngine:
                 self.net.adapter.qwen, frame.prefix, suffix_ids.to(self.device), suffix_mask.to(self.device)
             )
             qwen_done = time.perf_counter()
-            logits, scores = self._decode(frame, ids, attention, hidden)
-            full = logits_to_image(logits, frame.geometry)
+            decoded = self._decode(frame, ids, attention, hidden)
+            full = logits_to_image(torch.stack([d.logits for d in decoded]), frame.geometry)
             end = time.perf_counter()
         per_query = {"qwen_suffix_ms": (qwen_done - start) * 1e3 / len(prompts),
                      "decode_ms": (end - qwen_done) * 1e3 / len(prompts)}
         return [
-            self._output(
-                prompt, full[i], float(scores[i]), return_logits, min_region_area, max_regions, per_query
-            )
+            (self.make_output(prompt, full[i], float(decoded[i].score), return_logits, min_region_area,
+                              max_regions, per_query), decoded[i])
             for i, prompt in enumerate(prompts)
         ]
 
     def _decode(
         self, frame: FrameEncoding, ids: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> list[DecodedPrompt]:
         """Project each prompt on its own (its own token count, as batch-1 reference inference) and run
         the decoder once per group of prompts with equal token counts, sharing the frame's embedding."""
         projected = [self.net.adapter.project(hidden[i : i + 1], ids[i : i + 1], attention[i : i + 1])
                      for i in range(ids.shape[0])]
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, (sparse, _) in enumerate(projected):
-            groups[sparse.shape[1]].append(i)
-        logits = [None] * len(projected)
-        scores = [None] * len(projected)
-        for members in groups.values():
-            sparse = torch.cat([projected[i][0] for i in members])
-            dense = torch.cat([projected[i][1] for i in members])
-            masks, iou = self.net.decode(frame.sam, sparse, dense)
-            chosen, chosen_iou = select_output(masks, iou, self.decode_mode)
-            for row, i in enumerate(members):
-                logits[i], scores[i] = chosen[row], chosen_iou[row]
-        return torch.stack(logits), torch.stack(scores)
+        return decode_prompts(self.net.sam, frame.sam, projected, self.decode_mode)
 
-    def _output(
+    def make_output(
         self, prompt: str, logits: torch.Tensor, score: float, return_logits: bool, min_area: int,
         max_regions: int, timings: dict[str, float],
     ) -> SegmentationOutput:
+        """Full-resolution logits [H, W] -> thresholded mask, regions (and the logits when asked)."""
         mask = (logits > self.logit_threshold).cpu().numpy()
         probability = torch.sigmoid(logits).cpu().numpy()
         regions = extract_regions(mask, probability, min_area, max_regions)
