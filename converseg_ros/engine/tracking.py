@@ -121,7 +121,10 @@ class _Propagated:
 
 
 class QueryTracker:
-    """Tracked language queries on one camera, sharing each frame's SAM2 encoding. Thread-safe."""
+    """Tracked language queries on one camera, sharing each frame's SAM2 encoding.
+
+    Thread-safe; every call waits for a running step, so call it from the thread that runs the model.
+    """
 
     def __init__(self, engine: ConverSegEngine, config: TrackingConfig | None = None):
         self.engine = engine
@@ -144,6 +147,7 @@ class QueryTracker:
         """The SAM2 encoding a tracked frame needs (validated: ImageError on a bad frame)."""
         return self.engine.encode_sam_frame(image)
 
+    @torch.inference_mode()
     def track_start(
         self, frame: np.ndarray | FrameEncoding, prompt: str, track_id: Hashable | None = None,
         return_logits: bool = False, min_region_area: int = 1, max_regions: int = 10,
@@ -164,6 +168,7 @@ class QueryTracker:
                 self._next_id = track_id + 1
             return update.result
 
+    @torch.inference_mode()
     def track_step(self, frame: np.ndarray | FrameEncoding) -> list[TrackResult]:
         """Answer every tracked query on the next frame; one result per track, in start order.
 
