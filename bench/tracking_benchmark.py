@@ -18,6 +18,7 @@ jump), not the quality of the trained model. Not a test: times depend on the mac
     python bench/tracking_benchmark.py --model tiny --frames 24 --queries 3
     python bench/tracking_benchmark.py --model full --release-dir /tmp/converseg-bench-release --frames 4 \
         --reground 3 --size 360x480 --baseline tracked
+    python bench/tracking_benchmark.py --model full --memory-sweep    # a tracked frame as its memory fills
 """
 
 from __future__ import annotations
@@ -69,6 +70,41 @@ def stage_medians(outputs, keys: tuple[str, ...]) -> str:
     return ", ".join(f"{k.removesuffix('_ms')} {median([o.timings.get(k, 0.0) for o in outputs]):.0f}" for k in keys)
 
 
+@torch.inference_mode()
+def memory_sweep(sam, repeats: int) -> None:
+    """A tracked frame's model cost as its memory bank fills: SAM2 image encoder, then memory attention with
+    1..num_maskmem spatial memories (the steady state of a long track), decoder input aside. Costs do not
+    depend on weight values, so SAM2 alone (random weights) is enough."""
+    from converseg_ros.engine.memory import (
+        MemoryBank,
+        MemoryEntry,
+        condition_on_memory,
+        encode_memory,
+        frame_tokens,
+        object_pointers,
+    )
+    from converseg_ros.modeling.sam2_model import encode_images
+
+    pixels = torch.randn(1, 3, sam.image_size, sam.image_size)
+    encode_images(sam, pixels)  # warm-up
+    features, encode_ms = timed(encode_images, sam, pixels)
+    frame = frame_tokens(sam, features)
+    side = sam.image_size // 4
+    logits, scores = torch.randn(1, side, side), torch.ones(1)
+    (memory, pos), memory_ms = timed(encode_memory, sam, frame, logits, scores, False)
+    pointer = object_pointers(sam, torch.randn(1, sam.hidden_dim), scores)
+    bank = MemoryBank(sam)
+    bank.reset(0, MemoryEntry(memory, pointer))
+    print(f"SAM2 image encoder {encode_ms:.0f} ms; memory encoder {memory_ms:.0f} ms")
+    for t in range(1, sam.num_maskmem + 1):
+        condition_on_memory(sam, frame, [bank], [t], pos)  # warm-up at this size
+        times = [timed(condition_on_memory, sam, frame, [bank], [t], pos)[1] for _ in range(repeats)]
+        spatial = bank.spatial_count()
+        print(f"memory attention, {spatial} spatial memories + {len(bank)} pointers: {median(times):.0f} ms "
+              f"= {median(times) / encode_ms:.2f}x the image encoder")
+        bank.add(t, MemoryEntry(memory.clone(), pointer.clone()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["tiny", "full"], default="tiny")
@@ -83,8 +119,18 @@ def main() -> None:
     parser.add_argument("--bag", type=Path, help="also write the video as a rosbag2 folder here")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--memory-sweep", action="store_true",
+                        help="only time a tracked frame's SAM2 parts as the memory bank fills (SAM2 alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_sweep:
+        from converseg_ros.modeling.presets import load_preset, resolve_files
+        from converseg_ros.modeling.sam2_model import build_sam2_model
+
+        config = resolve_files(load_preset("tiny")).sam2_config if args.model == "tiny" else "sam2_hiera_l.yaml"
+        print(f"model {args.model} ({config}): SAM2 only, random weights, {args.threads} threads")
+        memory_sweep(build_sam2_model(config), repeats=2)
+        return
 
     from skimage import data
 
