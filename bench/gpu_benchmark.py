@@ -110,7 +110,7 @@ def stage_times(engine, clock: Clock, image: np.ndarray) -> dict[str, float]:
     frame = engine.encode_frame(image)
     ids, mask = (t.to(device) for t in net.inputs.suffixes([PROMPTS[0]]))
     suffix_out = run_suffixes(qwen, frame.prefix, ids, mask)  # (input_ids, attention_mask, hidden)
-    logits, _ = engine._decode(frame, *suffix_out)
+    logits = torch.stack([d.logits for d in engine._decode(frame, *suffix_out)])
 
     def post() -> None:
         full = logits_to_image(logits, geometry)

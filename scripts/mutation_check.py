@@ -45,7 +45,8 @@ def _replace(module_name: str, attr: str, new) -> None:
     """Replace ``module.attr`` and every alias of the same object in the loaded converseg_ros modules."""
     import importlib
 
-    for name in ("converseg_ros.engine.core", "converseg_ros.engine.reference", "converseg_ros.modeling.build"):
+    for name in ("converseg_ros.engine.core", "converseg_ros.engine.decoding", "converseg_ros.engine.reference",
+                 "converseg_ros.modeling.build"):
         importlib.import_module(name)  # load the modules that import the names directly
     old = getattr(importlib.import_module(module_name), attr)
     for module in [m for n, m in sys.modules.items() if n.startswith("converseg_ros") and m is not None]:
@@ -63,16 +64,14 @@ def apply(name: str) -> None:
     from converseg_ros.modeling import sam2_model
 
     if name == "lowest-iou":
-        original_select = sam2_model.select_output
+        original_index = sam2_model.select_index
 
-        def select_output(masks, iou, mode):
+        def select_index(iou, mode):
             if mode != "multimask":
-                return original_select(masks, iou, mode)
-            index = iou[:, 1:].argmin(dim=1) + 1
-            rows = torch.arange(masks.shape[0], device=masks.device)
-            return masks[rows, index], iou[rows, index]
+                return original_index(iou, mode)
+            return iou[:, 1:].argmin(dim=1) + 1
 
-        _replace("converseg_ros.modeling.sam2_model", "select_output", select_output)
+        _replace("converseg_ros.modeling.sam2_model", "select_index", select_index)
     elif name == "bgr":
         original_pixels = sam2_model.to_sam_pixels
 
@@ -83,12 +82,12 @@ def apply(name: str) -> None:
 
         _replace("converseg_ros.modeling.sam2_model", "to_sam_pixels", to_sam_pixels)
     elif name == "dense-x2":
-        original_decode = sam2_model.decode_masks
+        original_decode = sam2_model.decode_all
 
-        def decode_masks(sam, features, sparse, dense):
+        def decode_all(sam, features, sparse, dense):
             return original_decode(sam, features, sparse, 2 * dense)
 
-        _replace("converseg_ros.modeling.sam2_model", "decode_masks", decode_masks)
+        _replace("converseg_ros.modeling.sam2_model", "decode_all", decode_all)
     elif name == "align-corners":
         functional = postprocess.F
 

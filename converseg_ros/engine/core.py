@@ -6,12 +6,12 @@ import gc
 import logging
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from converseg_ros.engine.decoding import DecodedPrompt, decode_prompts
 from converseg_ros.engine.host import PinnedUpload, to_host
 from converseg_ros.engine.overlap import EncoderOverlap
 from converseg_ros.engine.postprocess import logits_to_image, probability_to_logit
@@ -19,7 +19,7 @@ from converseg_ros.engine.prefix import QwenPrefix, encode_prefix, run_suffixes
 from converseg_ros.imaging import PREPROCESSING, SquareGeometry, as_rgb, to_square
 from converseg_ros.modeling.build import ConverSegNet, build_model
 from converseg_ros.modeling.presets import ModelSpec, load_preset
-from converseg_ros.modeling.sam2_model import SamFeatures, select_output, to_sam_pixels
+from converseg_ros.modeling.sam2_model import SamFeatures, to_sam_pixels
 from converseg_ros.regions import Region, extract_regions
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class FrameEncoding:
     image: np.ndarray  # H x W x 3 uint8 RGB (the pixels both branches saw)
     geometry: SquareGeometry  # where the image sits in SAM2's square input
     sam: SamFeatures
-    prefix: QwenPrefix
+    prefix: QwenPrefix | None  # None until a language query needs it (encode_sam_frame)
     timings: dict[str, float] = field(default_factory=dict)  # ms
 
 
@@ -124,6 +124,26 @@ class ConverSegEngine:
         return FrameEncoding(rgb, geometry, sam, prefix, timings)
 
     @torch.inference_mode()
+    def encode_sam_frame(self, image: np.ndarray) -> FrameEncoding:
+        """Only the SAM2 image embedding of a frame (``prefix`` None): all a tracked frame needs.
+        :meth:`add_prefix` (called by :meth:`segment` when needed) completes it for language queries."""
+        rgb = as_rgb(image)
+        with self._lock:
+            sam_image, geometry = to_square(rgb, self.preprocess, self.net.image_size)
+            sam, sam_ms = self._encode_sam(sam_image)
+        return FrameEncoding(rgb, geometry, sam, None, {"sam_encode_ms": sam_ms, "encode_ms": sam_ms})
+
+    @torch.inference_mode()
+    def add_prefix(self, frame: FrameEncoding) -> FrameEncoding:
+        """Complete a SAM-only encoding with the Qwen image prefix (no-op when present); returns it."""
+        with self._lock:
+            if frame.prefix is None:
+                frame.prefix, prefix_ms = self._encode_prefix(frame.image)
+                frame.timings["qwen_prefix_ms"] = prefix_ms
+                frame.timings["encode_ms"] = frame.timings.get("encode_ms", 0.0) + prefix_ms
+        return frame
+
+    @torch.inference_mode()
     def _encode_sam(self, sam_image: np.ndarray) -> tuple[SamFeatures, float]:
         start = time.perf_counter()
         uploaded = self._upload(sam_image[None], self.device)  # [1, H, W, 3] uint8 on the device
@@ -150,9 +170,21 @@ class ConverSegEngine:
 
         Raises QueryError for an empty or oversized prompt (before any model work).
         """
+        answers = self.segment_with_state(frame, prompts, return_logits, min_region_area, max_regions)
+        return [output for output, _ in answers]
+
+    @torch.inference_mode()
+    def segment_with_state(
+        self, frame: FrameEncoding, prompts: list[str], return_logits: bool = False, min_region_area: int = 1,
+        max_regions: int = 10,
+    ) -> list[tuple[SegmentationOutput, DecodedPrompt]]:
+        """:meth:`segment`, each answer paired with its language embeddings and decoder state (what
+        tracking keeps, engine/tracking.py)."""
         cleaned = [self.net.inputs.clean_prompt(p) for p in prompts]
         if not cleaned:
             return []
+        if frame.prefix is None:
+            self.add_prefix(frame)
         with self._lock:
             start = time.perf_counter()
             suffix_ids, suffix_mask = self.net.inputs.suffixes(cleaned)
@@ -160,45 +192,47 @@ class ConverSegEngine:
                 self.net.adapter.qwen, frame.prefix, suffix_ids.to(self.device), suffix_mask.to(self.device)
             )
             qwen_done = time.perf_counter()
-            logits, scores = self._decode(frame, ids, attention, hidden)
-            full = logits_to_image(logits, frame.geometry)  # resize and threshold on the device
-            on_device = [full > self.logit_threshold, torch.sigmoid(full), scores.float()]
-            if return_logits:
-                on_device.append(full)
-            host = to_host(*on_device)  # one wait for every query's results
+            decoded = self._decode(frame, ids, attention, hidden)
+            full = logits_to_image(torch.stack([d.logits for d in decoded]), frame.geometry)
             end = time.perf_counter()
-        masks, probabilities, host_scores = host[:3]
         per_query = {"qwen_suffix_ms": (qwen_done - start) * 1e3 / len(prompts),
                      "decode_ms": (end - qwen_done) * 1e3 / len(prompts)}
-        outputs = []
-        for i, prompt in enumerate(prompts):
-            regions = extract_regions(masks[i], probabilities[i], min_region_area, max_regions)
-            logits_np = host[3][i].astype(np.float32) if return_logits else None
-            outputs.append(
-                SegmentationOutput(prompt, masks[i], float(host_scores[i]), regions, logits_np, dict(per_query))
-            )
-        return outputs
+        options = [(return_logits, min_region_area, max_regions)] * len(prompts)
+        scores = torch.stack([d.score for d in decoded])
+        outputs = self.make_outputs(prompts, full, scores, options, [per_query] * len(prompts))
+        return list(zip(outputs, decoded, strict=True))
 
     def _decode(
         self, frame: FrameEncoding, ids: torch.Tensor, attention: torch.Tensor, hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> list[DecodedPrompt]:
         """Project each prompt on its own (its own token count, as batch-1 reference inference) and run
         the decoder once per group of prompts with equal token counts, sharing the frame's embedding."""
         projected = [self.net.adapter.project(hidden[i : i + 1], ids[i : i + 1], attention[i : i + 1])
                      for i in range(ids.shape[0])]
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, (sparse, _) in enumerate(projected):
-            groups[sparse.shape[1]].append(i)
-        logits = [None] * len(projected)
-        scores = [None] * len(projected)
-        for members in groups.values():
-            sparse = torch.cat([projected[i][0] for i in members])
-            dense = torch.cat([projected[i][1] for i in members])
-            masks, iou = self.net.decode(frame.sam, sparse, dense)
-            chosen, chosen_iou = select_output(masks, iou, self.decode_mode)
-            for row, i in enumerate(members):
-                logits[i], scores[i] = chosen[row], chosen_iou[row]
-        return torch.stack(logits), torch.stack(scores)
+        return decode_prompts(self.net.sam, frame.sam, projected, self.decode_mode)
+
+    def make_outputs(
+        self, prompts: list[str], logits: torch.Tensor, scores: torch.Tensor,
+        options: list[tuple[bool, int, int]], timings: list[dict[str, float]],
+    ) -> list[SegmentationOutput]:
+        """Full-resolution logits [B, H, W] and scores [B] -> masks, regions (and the logits when asked).
+
+        Threshold and sigmoid run on the device and everything comes to the host in one copy; ``options``
+        per prompt: (return_logits, min_region_area, max_regions).
+        """
+        on_device = [logits > self.logit_threshold, torch.sigmoid(logits), scores.float()]
+        if any(return_logits for return_logits, _, _ in options):
+            on_device.append(logits)
+        host = to_host(*on_device)
+        masks, probabilities, host_scores = host[:3]
+        outputs = []
+        for i, (prompt, (return_logits, min_area, max_regions)) in enumerate(zip(prompts, options, strict=True)):
+            regions = extract_regions(masks[i], probabilities[i], min_area, max_regions)
+            logits_np = host[3][i].astype(np.float32) if return_logits else None
+            outputs.append(
+                SegmentationOutput(prompt, masks[i], float(host_scores[i]), regions, logits_np, dict(timings[i]))
+            )
+        return outputs
 
     def segment_image(self, image: np.ndarray, prompts: list[str], **kwargs) -> list[SegmentationOutput]:
         """Encode ``image`` and answer ``prompts`` on it."""

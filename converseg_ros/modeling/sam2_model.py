@@ -93,12 +93,21 @@ def decode_masks(
     either B images or one image shared by all B prompts. Returns low-res logits [B, 4, S/4, S/4] and
     predicted IoUs [B, 4]; output 0 is the single-mask token, 1..3 the multimask outputs.
     """
+    masks, iou, _, _ = decode_all(sam, features, sparse, dense)
+    return masks, iou
+
+
+def decode_all(
+    sam, features: SamFeatures, sparse: torch.Tensor, dense: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`decode_masks` plus what SAM2's video tracking reads from the decoder: the four mask-token
+    outputs [B, 4, C] (an object pointer is projected from the chosen one) and the object-score logit [B, 1]."""
     decoder = sam.sam_mask_decoder
     embed = features.image_embed.to(sparse.dtype)
     height, width = embed.shape[-2:]
     dense_map = dense[:, :, None, None].expand(-1, -1, height, width)
     shared = embed.shape[0] == 1 and sparse.shape[0] > 1
-    masks, iou, _, _ = decoder.predict_masks(
+    return decoder.predict_masks(
         image_embeddings=embed,
         image_pe=sam.sam_prompt_encoder.get_dense_pe(),
         sparse_prompt_embeddings=sparse,
@@ -106,17 +115,20 @@ def decode_masks(
         repeat_image=shared,
         high_res_features=[f.to(sparse.dtype) for f in features.high_res],
     )
-    return masks, iou
 
 
 def select_output(masks: torch.Tensor, iou: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick one mask per prompt: ``multimask`` = argmax predicted IoU over outputs 1..3 (the authors'
     demo/eval), ``first`` = output 0 (what training supervises). Returns logits [B, h, w], scores [B]."""
-    if mode == "first":
-        index = torch.zeros(masks.shape[0], dtype=torch.long, device=masks.device)
-    elif mode == "multimask":
-        index = iou[:, 1:].argmax(dim=1) + 1
-    else:
-        raise ValueError(f"unknown decode mode {mode!r} (use 'multimask' or 'first')")
+    index = select_index(iou, mode)
     rows = torch.arange(masks.shape[0], device=masks.device)
     return masks[rows, index], iou[rows, index]
+
+
+def select_index(iou: torch.Tensor, mode: str) -> torch.Tensor:
+    """Which decoder output :func:`select_output` picks for each prompt: [B] long."""
+    if mode == "first":
+        return torch.zeros(iou.shape[0], dtype=torch.long, device=iou.device)
+    if mode == "multimask":
+        return iou[:, 1:].argmax(dim=1) + 1
+    raise ValueError(f"unknown decode mode {mode!r} (use 'multimask' or 'first')")

@@ -21,7 +21,7 @@ import pytest
 import torch
 from parity_set import PATHS, PREPROCESS, ParitySet, find_parity_dir, mask_iou
 
-from converseg_ros.engine import ConverSegEngine, SegmentationOutput
+from converseg_ros.engine import ConverSegEngine, SegmentationOutput, decoding
 from converseg_ros.modeling.presets import ModelSpec
 
 PARITY_DIR = find_parity_dir()
@@ -56,23 +56,24 @@ class Run:
 def recorded(net):
     """Record the inputs of the adapter's projection and the decoder's outputs (both still run)."""
     seen: dict[str, np.ndarray] = {}
-    project, decode = net.adapter.project, net.decode
+    project, decode_all = net.adapter.project, decoding.decode_all
 
     def project_probe(hidden, ids, attention):
         seen["input_ids"] = ids[0][attention[0].bool()].cpu().numpy()
         return project(hidden, ids, attention)
 
-    def decode_probe(features, sparse, dense):
-        masks, iou = decode(features, sparse, dense)
+    def decode_probe(sam, features, sparse, dense):
+        masks, iou, tokens, object_scores = decode_all(sam, features, sparse, dense)
         seen.update(sparse=sparse[0].float().cpu().numpy(), dense=dense[0].float().cpu().numpy(),
                     masks=masks[0].float().cpu().numpy(), iou=iou[0].float().cpu().numpy())
-        return masks, iou
+        return masks, iou, tokens, object_scores
 
-    net.adapter.project, net.decode = project_probe, decode_probe
+    net.adapter.project, decoding.decode_all = project_probe, decode_probe
     try:
         yield seen
     finally:
-        del net.adapter.project, net.decode
+        del net.adapter.project
+        decoding.decode_all = decode_all
 
 
 def run_cases(engine: ConverSegEngine, parity: ParitySet, case_ids: list[str]) -> dict[str, Run]:
