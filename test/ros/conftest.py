@@ -17,7 +17,7 @@ ros_env.setup()
 import rclpy  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
-from converseg_ros.ros.node_command import node_command  # noqa: E402
+from converseg_ros.ros.node_command import node_command, node_env  # noqa: E402
 
 REPO = ros_env.REPO
 NS = "/cs_test"
@@ -55,6 +55,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            env=node_env(),  # as the launch file: the shipped Fast DDS profile
         )
 
     def output(self) -> str:
