@@ -61,6 +61,9 @@ NODE_NAME = "converseg_node"
 EXECUTOR_THREADS = 6
 MAX_WAITING_CALLS = EXECUTOR_THREADS - 2
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
+# On SIGINT/SIGTERM, wait this long for a running inference before leaving it to the process exit (ros2
+# launch escalates to SIGTERM after 5 s, then SIGKILL).
+EXIT_WAIT_S = 3.0
 INPUT_RECHECK_S = 1.0  # how often `image_reliability: auto` inputs re-read what their publishers offer
 
 
@@ -201,7 +204,9 @@ class ConverSegNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
-    def _deactivate(self) -> None:
+    def _deactivate(self, wait_s: float = 30.0, free_model: bool = True) -> None:
+        """Unsubscribe, stop the worker (waiting up to ``wait_s`` for a running inference), free the model
+        (at process exit ``free_model=False``: the exit frees it faster)."""
         self.active = False
         if self._cs_recheck is not None:
             self.destroy_timer(self._cs_recheck)
@@ -213,10 +218,15 @@ class ConverSegNode(LifecycleNode):
             matched.destroy()
         self._cs_inputs = []
         if self.worker is not None:
-            self.worker.stop()
+            stopped = self.worker.stop(wait_s)
             self.worker = None
+            if not stopped:  # only when exiting (short wait): the process exit frees the model under it
+                self.get_logger().warning(f"[{NODE_NAME}] inference still running after {wait_s:.0f} s")
+                free_model = False
         self.slot.clear()
-        self._free_engine()
+        if free_model:
+            self._free_engine()
+        self.engine = None
 
     def _free_engine(self) -> None:
         if self.engine is not None:
@@ -703,7 +713,7 @@ def _shut_down(
     if spinner is not None:
         spinner.join()
     if node is not None:
-        node._deactivate()  # waiting segment calls return "node deactivated"
+        node._deactivate(EXIT_WAIT_S, free_model=False)  # waiting segment calls return "node deactivated"
     if executor is not None:
         executor.shutdown(timeout_sec=10.0)  # joins the callback threads: their responses are sent
     if node is not None:

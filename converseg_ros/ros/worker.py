@@ -159,9 +159,10 @@ class InferenceWorker:
         """Start the inference thread."""
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
         """Stop after the current batch; pending jobs and those of the current batch are answered with an
-        error at once (so waiting service calls return while the model finishes)."""
+        error at once (so waiting service calls return while the model finishes). True once the thread
+        ended, False if the model was still running after ``timeout`` seconds."""
         with self._cond:
             self._stop = True
             pending = list(self._jobs) + list(self._running)
@@ -171,6 +172,7 @@ class InferenceWorker:
             self._finish(job, None, Outcome(job.query, error="node deactivated"))
         if self._thread.is_alive():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def notify(self) -> None:
         """Wake the worker (a new frame arrived)."""
