@@ -13,6 +13,9 @@ one). Each profile row set runs the subscriber with a Fast DDS configuration:
 - ``shipped``: config/fastdds_large_frames.xml, the profile the launch file gives converseg_node;
 - ``shipped-208k``: the same with 208 KiB socket buffers, i.e. a robot whose net.core.rmem_max was not raised.
 
+``--compressed`` adds rows for sensor_msgs/CompressedImage (JPEG, quality 90, of a real photo) with
+the default profile, as an image_transport ``compressed`` topic carries them.
+
 "after burst": 1000 small (32x24) frames published back to back on the same topic first. Columns:
 published; received (taken by the depth-1 subscriber); ``lost`` (samples Fast DDS reports lost: never
 complete at the reader; three small frames after the measured ones let it notice the last ones);
@@ -48,7 +51,7 @@ import rclpy  # noqa: E402
 from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from converseg_ros.ros import qos  # noqa: E402
 from converseg_ros.ros.image_codec import encode  # noqa: E402
@@ -76,6 +79,7 @@ class Case:
     rate_hz: float
     publisher: str
     burst: bool
+    encoding: str = "rgb8"  # rgb8 (sensor_msgs/Image) or jpeg (CompressedImage)
     subscriber: str = ""
     published: int = 0
     received: int = 0
@@ -130,8 +134,9 @@ def subscriber_main(forced: str) -> None:
             reliability = forced if forced != "auto" else offered or qos.AUTO_WITHOUT_PUBLISHERS
             events = SubscriptionEventCallbacks(message_lost=on_lost)
             state.update(frames=set(), burst=0, lost=0, lost_before=0)
+            msg_type = CompressedImage if cmd.get("jpeg") else Image
             state["sub"] = node.create_subscription(
-                Image, cmd["topic"], on_frame, qos.image_qos(reliability, 1), event_callbacks=events
+                msg_type, cmd["topic"], on_frame, qos.image_qos(reliability, 1), event_callbacks=events
             )
             reply(subscribed=reliability)
         elif cmd["cmd"] == "reset":
@@ -200,19 +205,27 @@ class Subscriber:
 
 
 # -- the publisher (this process) ------------------------------------------------------------------------
-def frame_msg(width: int, height: int) -> Image:
+def frame_msg(width: int, height: int, jpeg: bool = False) -> Image | CompressedImage:
+    """The coffee photo at ``width`` x ``height``: raw rgb8, or JPEG like image_transport's compressed."""
+    import array
+
     import cv2
     import skimage.data
 
-    rgb = cv2.resize(skimage.data.coffee(), (width, height), interpolation=cv2.INTER_AREA)
-    return encode(np.ascontiguousarray(rgb), "rgb8", Image())
+    rgb = np.ascontiguousarray(cv2.resize(skimage.data.coffee(), (width, height), interpolation=cv2.INTER_AREA))
+    if not jpeg:
+        return encode(rgb, "rgb8", Image())
+    ok, data = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return CompressedImage(format="rgb8; jpeg compressed bgr8", data=array.array("B", data.tobytes()))
 
 
 def run_case(node: Node, sub: Subscriber, case: Case, frames: int, topic: str) -> None:
     """Publish ``frames`` frames at the case's rate; fill in the counts."""
-    pub = node.create_publisher(Image, topic, CAMERA_QOS[case.publisher])
+    jpeg = case.encoding == "jpeg"
+    pub = node.create_publisher(CompressedImage if jpeg else Image, topic, CAMERA_QOS[case.publisher])
     try:
-        case.subscriber = sub.ask({"cmd": "subscribe", "topic": topic})["subscribed"]
+        case.subscriber = sub.ask({"cmd": "subscribe", "topic": topic, "jpeg": jpeg})["subscribed"]
         deadline = time.monotonic() + 10.0
         while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -222,13 +235,13 @@ def run_case(node: Node, sub: Subscriber, case: Case, frames: int, topic: str) -
             return
         time.sleep(0.5)  # both sides have matched
         if case.burst:
-            small = frame_msg(32, 24)
+            small = frame_msg(32, 24, jpeg)
             small.header.frame_id = "burst"
             for _ in range(BURST_FRAMES):
                 pub.publish(small)
             time.sleep(1.0)
             sub.ask({"cmd": "reset"})
-        msg = frame_msg(case.width, case.height)
+        msg = frame_msg(case.width, case.height, jpeg)
         period = 1.0 / case.rate_hz
         start = time.monotonic()
         for k in range(frames):
@@ -237,7 +250,7 @@ def run_case(node: Node, sub: Subscriber, case: Case, frames: int, topic: str) -
             msg.header.stamp = node.get_clock().now().to_msg()
             pub.publish(msg)
         case.published = frames
-        tail = frame_msg(32, 24)
+        tail = frame_msg(32, 24, jpeg)
         tail.header.frame_id = "tail"
         for _ in range(3):  # a later sample lets a best-effort reader notice that the last frames were lost
             time.sleep(0.05)
@@ -255,7 +268,7 @@ def table(cases: list[Case]) -> str:
         "lost | overwritten | delivered |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {c.profile} | {c.width}x{c.height} | {c.rate_hz:g} Hz | {c.publisher} | {c.subscriber} | "
+        f"| {c.profile} | {c.width}x{c.height} {c.encoding} | {c.rate_hz:g} Hz | {c.publisher} | {c.subscriber} | "
         f"{'after burst' if c.burst else 'idle'} | "
         + (
             f"{c.received} / {c.published} ({c.ratio:.0%}) | {c.lost} | {c.overwritten} | {c.delivered:.0%} |"
@@ -267,6 +280,33 @@ def table(cases: list[Case]) -> str:
     return "\n".join([head, *rows])
 
 
+def summary(cases: list[Case]) -> str:
+    """The table of docs/ros.md: one row per frame, rate and publisher; per profile and condition the
+    frames received of those published, and in brackets the share delivered (published - lost)."""
+    profiles = list(dict.fromkeys(c.profile for c in cases))
+    columns = [(p, b) for p in profiles for b in (False, True)]
+    head = "| frame | rate | publisher -> subscriber | " + " | ".join(
+        f"{p} {'after burst' if b else 'idle'}" for p, b in columns
+    )
+    lines = [head + " |", "|---|---|---|" + "---|" * len(columns)]
+    keys = list(dict.fromkeys((c.encoding, c.width, c.height, c.rate_hz, c.publisher) for c in cases))
+    for enc, w, h, rate, pub in keys:
+        key = (enc, w, h, rate, pub)
+        row = {(c.profile, c.burst): c for c in cases if (c.encoding, c.width, c.height, c.rate_hz, c.publisher) == key}
+        some = next(iter(row.values()))
+        cells = []
+        for col in columns:
+            c = row.get(col)
+            if c is None:
+                cells.append("")
+            elif c.error:
+                cells.append("not run")
+            else:
+                cells.append(f"{c.received}/{c.published} ({c.delivered:.0%})")
+        lines.append(f"| {w}x{h} {enc} | {rate:g} Hz | {pub} -> {some.subscriber} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--role", default="bench", choices=["bench", "subscriber"], help=argparse.SUPPRESS)
@@ -275,6 +315,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--frames-2hz", type=int, default=20, help="frames per 2 Hz case")
     p.add_argument("--frames-30hz", type=int, default=90, help="frames per 30 Hz case")
     p.add_argument("--quick", action="store_true", help="8 frames at 2 Hz, 30 at 30 Hz")
+    p.add_argument("--compressed", action="store_true", help="also JPEG CompressedImage rows (default profile)")
     p.add_argument("--max-seconds", type=float, default=900.0, help="stop starting cases after this")
     p.add_argument("--json", help="also write the rows as JSON here")
     return p.parse_args()
@@ -292,21 +333,33 @@ def main() -> int:
     started = time.monotonic()
     try:
         for profile in args.profiles.split(","):
+            rows = [
+                Case(profile, w, h, rate, publisher, burst)
+                for (w, h) in SIZES
+                for rate in RATES
+                for publisher in PUBLISHERS
+                for burst in (False, True)
+            ]
+            if args.compressed and profile == "default":
+                rows += [
+                    Case(profile, w, h, rate, pub, False, "jpeg")
+                    for (w, h) in SIZES
+                    for rate in RATES
+                    for pub in PUBLISHERS
+                ]
             sub = Subscriber(profile, args.subscriber)
             try:
-                for (w, h), rate, publisher, burst in (
-                    (s, r, p, b) for s in SIZES for r in RATES for p in PUBLISHERS for b in (False, True)
-                ):
-                    case = Case(profile, w, h, rate, publisher, burst)
+                for case in rows:
                     cases.append(case)
                     if time.monotonic() - started > args.max_seconds:
                         case.error = f"--max-seconds {args.max_seconds:g} reached"
                         continue
-                    run_case(node, sub, case, frames[rate], f"/frame_bench/c{len(cases)}")
+                    run_case(node, sub, case, frames[case.rate_hz], f"/frame_bench/c{len(cases)}")
                     print(
-                        f"{profile:>12} {w}x{h} {rate:>4g} Hz {publisher:>11} -> {case.subscriber:>11} "
-                        f"{'burst' if burst else 'idle ':>5}: {case.received}/{case.published} "
-                        f"lost {case.lost} overwritten {case.overwritten} {case.error}",
+                        f"{profile:>12} {case.width}x{case.height} {case.encoding} {case.rate_hz:>4g} Hz "
+                        f"{case.publisher:>11} -> {case.subscriber:>11} {'burst' if case.burst else 'idle ':>5}: "
+                        f"{case.received}/{case.published} lost {case.lost} overwritten {case.overwritten} "
+                        f"{case.error}",
                         flush=True,
                     )
             finally:
@@ -317,6 +370,8 @@ def main() -> int:
     print()
     print(f"Subscriber reliability: {args.subscriber}; elapsed {time.monotonic() - started:.0f} s")
     print(table(cases))
+    print()
+    print(summary(cases))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps([asdict(c) for c in cases], indent=2))
