@@ -1,7 +1,7 @@
 """launch/segment.launch.py: its plain helpers here, and, where ROS 2 `launch`/`launch_ros` import (a ROS
 workspace), the launch file itself run as `ros2 launch` runs it: frames and a query in, a result out, SIGINT,
-nothing left; a failing node fails the launch. Also: a node started by a parent that is killed outright
-stops (what the launch file asks for with CONVERSEG_EXIT_WITH_PARENT)."""
+nothing left; a failing node fails the launch; SIGTERM to the launch leaves no node. Also: a node started by
+a parent that is killed outright stops (what the launch file asks for with CONVERSEG_EXIT_WITH_PARENT)."""
 
 from __future__ import annotations
 
@@ -219,6 +219,29 @@ def test_launch_fails_when_the_node_fails(tmp_path: Path) -> None:
         out = log.read_text()
         assert code != 0, out[-3000:]
         assert "converseg_node failed with exit code 2" in out, out[-3000:]
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.timeout(180)
+def test_launch_killed_with_sigterm_leaves_no_node(tmp_path: Path) -> None:
+    """launch itself leaves its processes running on SIGTERM ("using SIGTERM can result in orphaned
+    processes"); the node it started stops anyway (CONVERSEG_EXIT_WITH_PARENT from the launch file)."""
+    reason = _launch_available()
+    if reason:
+        pytest.skip(reason)
+    proc, log = start_launch(tmp_path, ["namespace:=/cs_launch_term", "preset:=tiny", "device:=cpu"])
+    try:
+        deadline = time.monotonic() + 150.0
+        while "] active" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE], alive
     finally:
         stop_group(proc)
 
