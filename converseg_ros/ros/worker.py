@@ -205,6 +205,9 @@ class InferenceWorker:
     def submit(self, job: Job) -> Job:
         """Queue a one-shot job (returns it; wait on ``job.done``). Refused when MAX_PENDING_JOBS wait."""
         with self._cond:
+            if self._stop:  # (a call that raced with deactivation or shutdown)
+                self._finish(job, None, Outcome(job.query, error="node deactivated"))
+                return job
             if len(self._jobs) >= MAX_PENDING_JOBS:
                 self._finish(job, None, Outcome(job.query, error=f"busy: {MAX_PENDING_JOBS} queries pending"))
                 return job
@@ -251,7 +254,11 @@ class InferenceWorker:
             for job, reason in expired:
                 self._finish(job, None, Outcome(job.query, error=reason))
                 if self._on_expired is not None:
-                    self._on_expired(job)
+                    try:
+                        self._on_expired(job)
+                    except Exception as exc:  # noqa: BLE001 - a reporting bug must not kill the worker
+                        self.stats.errors += 1
+                        self.stats.last_error = f"reporting an expired query failed: {type(exc).__name__}: {exc}"
             if plan is not None:
                 self._run(*plan)
                 with self._cond:

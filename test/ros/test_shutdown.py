@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import NodeProcess, start_node
-from ros_helpers import spin_for, spin_until
+from diagnostic_msgs.msg import DiagnosticArray
+from ros_helpers import Collector, spin_until
 
 from converseg_ros.srv import Segment
 
@@ -37,9 +38,19 @@ def test_signal_while_a_service_call_waits(ros, tmp_path: Path, sig: signal.Sign
     """The waiting call is answered ("node deactivated") before the node exits with code 0."""
     ns = f"/cs_sig_{sig.name.lower()}"
     node = start_node(ros, ns, [], tmp_path / "node.log")
+    diagnostics = Collector(ros, DiagnosticArray, "/diagnostics")
     client = ros.create_client(Segment, f"{ns}/segment")
+    assert client.wait_for_service(timeout_sec=20.0)
+
+    def pending_jobs() -> int:
+        for msg in reversed(diagnostics.items):
+            for status in msg.status:
+                if status.name.startswith(f"{ns}/converseg_node"):
+                    return int({kv.key: kv.value for kv in status.values}.get("pending_jobs", 0))
+        return 0
+
     future = client.call_async(Segment.Request(query="the cup", frame_policy="next", timeout_s=60.0))
-    spin_for(ros, 1.5)  # the request reached the node and waits there for a camera frame
+    assert spin_until(ros, lambda: pending_jobs() >= 1, 20.0), "the call never reached the node"
     assert not future.done(), future.result()
     os.kill(node.proc.pid, sig)
     assert spin_until(ros, future.done, 15.0), "the waiting call got no answer"
@@ -47,6 +58,7 @@ def test_signal_while_a_service_call_waits(ros, tmp_path: Path, sig: signal.Sign
     assert not resp.success and "deactivated" in resp.message, resp.message
     assert_clean_exit(node)
     ros.destroy_client(client)
+    ros.destroy_subscription(diagnostics.sub)
 
 
 def test_signal_while_starting(tmp_path: Path) -> None:
@@ -59,6 +71,18 @@ def test_signal_while_starting(tmp_path: Path) -> None:
     os.kill(node.proc.pid, signal.SIGINT)
     assert_clean_exit(node)
     early = NodeProcess("/cs_sig_early", [], tmp_path / "early.log")
-    time.sleep(0.3)  # Python is still importing
+    deadline = time.monotonic() + 30.0
+    while not catches(early.proc.pid, signal.SIGTERM):  # our first handler is in; torch & co. still import
+        assert time.monotonic() < deadline and early.alive(), early.output()
+        time.sleep(0.005)
+    assert "configuring" not in early.output()
     os.kill(early.proc.pid, signal.SIGTERM)
     assert_clean_exit(early)
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (SigCgt in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
