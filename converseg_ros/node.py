@@ -1,6 +1,7 @@
 """``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``: runs converseg_node.
 
-Thin entry point; the node lives in :mod:`converseg_ros.ros.node` (only that layer imports rclpy).
+Thin entry point; the node lives in :mod:`converseg_ros.ros.node`, its process loop in
+:mod:`converseg_ros.ros.run` (only that layer imports rclpy).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main(args: list[str] | None = None) -> NoReturn:
     for sig in (signal.SIGINT, signal.SIGTERM):  # while importing torch & co.; the node installs its own
         signal.signal(sig, _exit_quietly)
     _exit_with_parent()
-    from converseg_ros.ros.node import main as node_main
+    from converseg_ros.ros.run import main as node_main
 
     code = node_main(args)
     # The node has shut down cleanly; skip the interpreter's teardown of torch & co. (seconds on a loaded

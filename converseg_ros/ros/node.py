@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import gc
 import itertools
-import signal
 import threading
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
@@ -56,14 +52,11 @@ from converseg_ros.ros.worker import (
 )
 
 NODE_NAME = "converseg_node"
-# Executor threads: the input/timer group needs one, each waiting segment call holds one. Calls beyond
-# MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the image subscription.
+# Executor threads (converseg_ros.ros.run): the input/timer group needs one, each waiting segment call holds
+# one. Calls beyond MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the images.
 EXECUTOR_THREADS = 6
 MAX_WAITING_CALLS = EXECUTOR_THREADS - 2
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
-# On SIGINT/SIGTERM, wait this long for a running inference before leaving it to the process exit (ros2
-# launch escalates to SIGTERM after 5 s, then SIGKILL).
-EXIT_WAIT_S = 3.0
 INPUT_RECHECK_S = 1.0  # how often `image_reliability: auto` inputs re-read what their publishers offer
 
 
@@ -650,72 +643,3 @@ class ConverSegNode(LifecycleNode):
             )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
-
-
-class ShutdownRequested(BaseException):
-    """Raised in the main thread by SIGINT/SIGTERM to leave start-up or the wait (not an ``Exception``, so
-    model-loading code that catches errors does not swallow it)."""
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point: ``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``.
-
-    Exit codes: 0 after SIGINT/SIGTERM (at any moment; a waiting service call is answered first), 2 when
-    configuration fails, 3 when activation fails. rclpy's own signal handlers are off: they invalidate the
-    context under running executor threads (``RCLError: failed to initialize wait set``).
-    """
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if not stopping.is_set():  # later signals: the clean-up below is already running
-            stopping.set()
-            raise ShutdownRequested(signal.Signals(signum).name)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    node: ConverSegNode | None = None
-    executor: MultiThreadedExecutor | None = None
-    spinner: threading.Thread | None = None
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = ConverSegNode()
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        executor.add_node(node)
-        if node.cfg.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] configuration failed (see above); exiting")
-                return 2
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] activation failed (see above); exiting")
-                return 3
-        spinner = threading.Thread(target=_spin, args=(executor, stopping), name="converseg-executor")
-        spinner.start()
-        stopping.wait()
-    except ShutdownRequested as exc:
-        if node is not None:
-            node.get_logger().info(f"[{NODE_NAME}] {exc}: shutting down")
-    finally:
-        stopping.set()
-        _shut_down(node, executor, spinner)
-    return 0
-
-
-def _spin(executor: MultiThreadedExecutor, stopping: threading.Event) -> None:
-    """Executor loop of the spinner thread; returns within 0.2 s of ``stopping``."""
-    while not stopping.is_set():
-        executor.spin_once(timeout_sec=0.2)
-
-
-def _shut_down(
-    node: ConverSegNode | None, executor: MultiThreadedExecutor | None, spinner: threading.Thread | None
-) -> None:
-    """Stop spinning, answer waiting calls (deactivate), let running callbacks send them, then free all."""
-    if spinner is not None:
-        spinner.join()
-    if node is not None:
-        node._deactivate(EXIT_WAIT_S, free_model=False)  # waiting segment calls return "node deactivated"
-    if executor is not None:
-        executor.shutdown(timeout_sec=10.0)  # joins the callback threads: their responses are sent
-    if node is not None:
-        node.destroy_node()
-    rclpy.try_shutdown()
