@@ -62,9 +62,8 @@ class Harness:
         self, frame_id: str, age_s: float = 0.0, rgb: np.ndarray = RGB, encoding: str = "rgb8"
     ) -> Image:
         msg = image_msg(self.ros, rgb, frame_id, age_s, encoding)
-        for _ in range(3):  # best effort on the subscriber side: repeat the same frame (same header)
-            self.image_pub.publish(msg)
-            spin_for(self.ros, 0.03)
+        self.image_pub.publish(msg)  # once: the node follows this reliable publisher (image_reliability: auto)
+        spin_for(self.ros, 0.1)
         return msg
 
     def send_query(self, qid: str, text: str, once: bool = False) -> None:
