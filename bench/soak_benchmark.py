@@ -36,7 +36,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from converseg_ros.msg import SegmentationQuery, SegmentationResult  # noqa: E402
 from converseg_ros.ros import qos  # noqa: E402
 from converseg_ros.ros.image_codec import encode  # noqa: E402
-from converseg_ros.ros.node_command import node_command  # noqa: E402
+from converseg_ros.ros.node_command import node_command, node_env  # noqa: E402
 
 NS = "/soak"
 QUERIES = ["the cup", "a surface where I could put a hot cup down", "the saucer", "something I could grab"]
@@ -134,6 +134,7 @@ def main() -> int:
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env=node_env(),
     )  # noqa: SIM115
     rclpy.init()
     soak = Soak(args.width, args.image_hz, args.query_hz)

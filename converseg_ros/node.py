@@ -1,19 +1,54 @@
 """``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``: runs converseg_node.
 
-Thin entry point; the node lives in :mod:`converseg_ros.ros.node` (only that layer imports rclpy).
+Thin entry point; the node lives in :mod:`converseg_ros.ros.node`, its process loop in
+:mod:`converseg_ros.ros.run` (only that layer imports rclpy).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from typing import Any, NoReturn
+
+PR_SET_PDEATHSIG = 1
 
 
-def main(args: list[str] | None = None) -> int:
-    """Start converseg_node (autostart: configure + activate) and spin until shutdown."""
-    from converseg_ros.ros.node import main as node_main
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
-    return node_main(args)
+
+def _exit_with_parent() -> None:
+    """With CONVERSEG_EXIT_WITH_PARENT=1 (the launch file sets it): SIGTERM when the parent dies (Linux), so
+    the node never outlives a launch that was killed outright."""
+    if os.environ.get("CONVERSEG_EXIT_WITH_PARENT") != "1" or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(args: list[str] | None = None) -> NoReturn:
+    """Start converseg_node (autostart: configure + activate), spin until shutdown, exit with its code."""
+    for sig in (signal.SIGINT, signal.SIGTERM):  # while importing torch & co.; the node installs its own
+        signal.signal(sig, _exit_quietly)
+    _exit_with_parent()
+    from converseg_ros.ros.run import main as node_main
+
+    code = node_main(args)
+    # The node has shut down cleanly; skip the interpreter's teardown of torch & co. (seconds on a loaded
+    # CPU, long enough for `ros2 launch` to escalate to SIGTERM and report a failure).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # C stdio (rcutils logging) too
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

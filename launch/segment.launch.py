@@ -5,17 +5,22 @@
 
 The node declares every parameter default; the params file and the arguments below only override. An
 argument left empty ("") leaves the params file's value alone, so defaults never drift between files.
-Without ``launch`` (pip-only installs) run the same node with
-``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``.
+The launch ends with the node: when it exits (a failure such as missing weights, or a signal) everything
+stops, and `ros2 launch` exits non-zero if the node failed. Without ``launch`` (pip-only installs) run the
+same node with ``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``.
 """
 
 from __future__ import annotations
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
+from launch.events.process import ProcessExited
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from converseg_ros.ros.launch_support import fastdds_profile_env, rviz2_missing, write_rviz_layout
 from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "converseg_ros"
@@ -31,26 +36,40 @@ ARGUMENTS = {
     "device": ("", "auto, cpu, cuda or cuda:N; empty: from the params file."),
     "precision": ("", "auto, fp32, bf16 or fp16; empty: from the params file."),
     "query": ("", "Initial continuous query; empty: from the params file."),
-    "use_rviz": ("false", "Start RViz with rviz/converseg.rviz."),
+    "fastdds_profile": (
+        "",
+        "Fast DDS profile of the node: empty = the shipped config/fastdds_large_frames.xml (unless "
+        "FASTDDS_DEFAULT_PROFILES_FILE is set), none = no profile, or a file.",
+    ),
+    "use_rviz": ("false", "Start RViz with rviz/converseg.rviz, its topics moved to the namespace."),
     "log_level": ("info", "Node log level: debug, info, warn, error."),
 }
 
 
-def _share(*parts: str) -> PathJoinSubstitution:
-    return PathJoinSubstitution([FindPackageShare(PACKAGE), *parts])
+def _on_node_exit(event: ProcessExited, context: LaunchContext) -> list:
+    """The node is the launch's reason to be: shut everything down, and fail the launch if it failed."""
+    if event.returncode != 0:  # an exception here makes LaunchService.run() (and `ros2 launch`) return 1
+        raise RuntimeError(f"converseg_node failed with exit code {event.returncode} (see its log above)")
+    return [Shutdown(reason="converseg_node exited")]
 
 
-def _nodes(context: LaunchContext) -> list[Node]:
-    """The node with only the non-empty overrides (resolved at launch time; no side effects)."""
+def _actions(context: LaunchContext) -> list:
+    """The node with only the non-empty overrides, and RViz when asked for and installed."""
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    params_file = value["params_file"] or _share("config", "segment.yaml").perform(context)
+    share = Path(FindPackageShare(PACKAGE).perform(context))
+    params_file = value["params_file"] or str(share / "config" / "segment.yaml")
     overrides = {param: value[arg] for arg, param in PARAMETER_ARGUMENTS.items() if value[arg]}
     image = value["image_topic"]
     remappings = [("image", image), ("image/compressed", image.rstrip("/") + "/compressed")]
     for name in ("depth", "camera_info"):
         if value[f"{name}_topic"]:
             remappings.append((name, value[f"{name}_topic"]))
-    nodes = [
+    env = {
+        "MALLOC_ARENA_MAX": "2",  # fewer glibc malloc arenas: RSS stays flat under load (docs/ros.md)
+        "CONVERSEG_EXIT_WITH_PARENT": "1",  # the node also stops if this launch is killed outright
+        **fastdds_profile_env(value["fastdds_profile"], share / "config" / "fastdds_large_frames.xml"),
+    }
+    actions = [
         Node(
             package=PACKAGE,
             executable="converseg_node",
@@ -61,27 +80,26 @@ def _nodes(context: LaunchContext) -> list[Node]:
             ros_arguments=["--log-level", value["log_level"]],
             output="screen",
             emulate_tty=True,
-            # fewer glibc malloc arenas: RSS stays flat under load (docs/ros.md "Soak figures")
-            additional_env={"MALLOC_ARENA_MAX": "2"},
+            additional_env=env,
+            on_exit=_on_node_exit,
         )
     ]
     if value["use_rviz"].lower() in ("true", "1", "yes"):
-        nodes.append(
-            Node(
-                package="rviz2",
-                executable="rviz2",
-                name="rviz2",
-                output="log",
-                arguments=["-d", _share("rviz", "converseg.rviz").perform(context)],
+        missing = rviz2_missing()
+        if missing:
+            actions.append(LogInfo(msg=f"use_rviz: starting without RViz: {missing}"))
+        else:
+            layout = write_rviz_layout(share / "rviz" / "converseg.rviz", value["namespace"])
+            actions.append(
+                Node(package="rviz2", executable="rviz2", name="rviz2", output="log", arguments=["-d", str(layout)])
             )
-        )
-    return nodes
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Arguments (see ARGUMENTS) and the node(s)."""
+    """Arguments (see ARGUMENTS), the node and optionally RViz."""
     declared = [
         DeclareLaunchArgument(name, default_value=default, description=text)
         for name, (default, text) in ARGUMENTS.items()
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
+    return LaunchDescription([*declared, OpaqueFunction(function=_actions)])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the ROS interfaces (msg/, srv/) with rosidl + ament_cmake from the pip wheels into build/ and
-# install/. Idempotent: skipped when msg/, srv/, CMakeLists.txt, package.xml and this script are unchanged
-# (hash stamp in install/). Use: bash scripts/build_interfaces.sh [--force]
+# install/. Idempotent: skipped when msg/, srv/, CMakeLists.txt, package.xml, nodes/, the launch, config and
+# RViz files and this script are unchanged (hash stamp in install/). Use: bash scripts/build_interfaces.sh [--force]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -12,7 +12,7 @@ fi
 build="$root/build"
 install="$root/install"
 stamp="$install/.converseg-interfaces-stamp"
-want=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml nodes/* "$0" | sha256sum | cut -d' ' -f1)
+want=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml nodes/* launch/*.py config/*.yaml config/*.xml rviz/*.rviz "$0" | sha256sum | cut -d' ' -f1)
 if [ "${1:-}" != "--force" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
    && [ -d "$install/lib/python3.11/site-packages/converseg_ros/msg" ]; then
   echo "[build_interfaces] up to date ($install)"

@@ -4,6 +4,8 @@ converseg-query "segment surfaces safe to place hot items"                 # ser
 converseg-query "the cup" --image photo.jpg --save-overlay out.png        # service, inline image
 converseg-query "the cup" --publish                                        # continuous topic query
 converseg-query "the cup" --publish --once --save-overlay out.png          # once; waits for its result
+
+In a colcon workspace (console scripts are not on PATH there): ros2 run converseg_ros converseg_query "the cup"
 """
 
 from __future__ import annotations

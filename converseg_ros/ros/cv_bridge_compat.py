@@ -42,14 +42,19 @@ def wants_bridge(encoding: str, policy: str) -> bool:
     return encoding not in ENCODINGS
 
 
+def unsupported_message(encoding: str) -> str:
+    """Why ``encoding`` cannot be decoded while cv_bridge is unavailable."""
+    return (
+        f"unsupported image encoding {encoding!r} (cv_bridge unavailable: {_import_error}); "
+        f"supported without it: {', '.join(ENCODINGS)}"
+    )
+
+
 def bridge_to_rgb8(msg: Any) -> np.ndarray:
     """Decode any encoding cv_bridge knows (Bayer, YUV, 16-bit colour, ...) to HxWx3 uint8 RGB."""
     bridge = get_bridge()
     if bridge is None:
-        raise ImageCodecError(
-            f"unsupported image encoding {msg.encoding!r} (cv_bridge unavailable: {_import_error}); "
-            f"supported without it: {', '.join(ENCODINGS)}"
-        )
+        raise ImageCodecError(unsupported_message(msg.encoding))
     try:
         rgb = bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
     except Exception as exc:

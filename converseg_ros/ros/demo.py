@@ -20,7 +20,7 @@ import rclpy
 from rclpy.node import Node
 
 from converseg_ros.ros.client import ConverSegClient, describe, save_rgb
-from converseg_ros.ros.node_command import node_command
+from converseg_ros.ros.node_command import node_command, node_env
 
 REPO = Path(__file__).resolve().parents[2]
 SCENES: dict[str, list[str]] = {
@@ -46,13 +46,14 @@ def pick_preset(wanted: str) -> tuple[str, bool]:
     return "tiny", False
 
 
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
+def start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start a process in its own session, output to ``log``."""
     return subprocess.Popen(
         cmd,
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,  # noqa: SIM115
         start_new_session=True,
+        env=env,
     )
 
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     node = start(
         node_command(NAMESPACE, {"preset": preset, "device": args.device, "service_timeout_s": 900.0}),
         out / "node.log",
+        node_env(),
     )
     rclpy.init()
     helper = Node("converseg_demo")

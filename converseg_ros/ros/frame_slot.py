@@ -1,4 +1,5 @@
-"""A one-element "latest frame" slot: callbacks overwrite it, the worker reads the newest frame."""
+"""A one-element "latest frame" slot: callbacks overwrite it, the worker reads the newest frame. Only frames
+that passed the callback's cheap checks enter it; the others are counted as rejected."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class LatestSlot:
         self._seq = 0
         self._overwritten = 0
         self._taken_seq = 0
+        self._rejected = 0
+        self._last_reject = ""
         self._on_put = on_put
 
     def put(self, msg: Any, stamp_ns: int, received_ns: int) -> Frame:
@@ -39,6 +42,24 @@ class LatestSlot:
         if self._on_put is not None:
             self._on_put()
         return frame
+
+    def reject(self, reason: str) -> None:
+        """Count a frame that was not stored because it cannot be decoded (``reason`` says why)."""
+        with self._lock:
+            self._rejected += 1
+            self._last_reject = reason
+
+    @property
+    def rejected(self) -> int:
+        """Frames refused by the callback's checks (never stored)."""
+        with self._lock:
+            return self._rejected
+
+    @property
+    def last_reject(self) -> str:
+        """Why the most recent frame was refused ("" if none was)."""
+        with self._lock:
+            return self._last_reject
 
     def latest(self) -> Frame | None:
         """The newest frame (or None)."""

@@ -59,8 +59,8 @@ def _describe(msg: Any) -> str:
     )
 
 
-def decode(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Message -> array in its own encoding: (H, W) for one channel, (H, W, C) otherwise, native byte order.
+def check(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Layout:
+    """The message's layout after checking it can be decoded, without touching its pixels (cheap).
 
     Raises ImageCodecError for unknown encodings, zero or oversized images, a ``step`` shorter than a row,
     or fewer than ``step * height`` data bytes.
@@ -76,6 +76,17 @@ def decode(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise ImageCodecError(f"step shorter than a row of {row} bytes {_describe(msg)}")
     if len(msg.data) < step * height:
         raise ImageCodecError(f"truncated data, need step*height={step * height} bytes {_describe(msg)}")
+    return lay
+
+
+def decode(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Message -> array in its own encoding: (H, W) for one channel, (H, W, C) otherwise, native byte order.
+
+    Raises ImageCodecError as :func:`check` does.
+    """
+    lay = check(msg, max_pixels)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row = width * lay.channels * lay.dtype.itemsize
     raw = _bytes_view(msg.data, step * height).reshape(height, step)[:, :row]
     pixels = np.array(raw, copy=True, order="C").view(lay.dtype)  # owns its memory, padding removed
     pixels = pixels.astype(lay.dtype.newbyteorder("="), copy=False)
@@ -91,10 +102,15 @@ def _bytes_view(data: Any, count: int) -> np.ndarray:
         return np.asarray(data[:count], dtype=np.uint8)
 
 
-def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """Array decoded from ``encoding`` -> contiguous HxWx3 uint8 RGB (the engine's input)."""
+def check_colour(encoding: str) -> None:
+    """Raise ImageCodecError for encodings that hold measurements, not colours (depth)."""
     if encoding in ("16UC1", "32FC1"):
         raise ImageCodecError(f"{encoding} is a depth/measurement encoding, not a colour image")
+
+
+def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """Array decoded from ``encoding`` -> contiguous HxWx3 uint8 RGB (the engine's input)."""
+    check_colour(encoding)
     if encoding == "mono16":
         image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if image.ndim == 2:

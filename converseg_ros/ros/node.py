@@ -15,11 +15,9 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -30,9 +28,16 @@ from converseg_ros.ros import conversions as conv
 from converseg_ros.ros import params, qos
 from converseg_ros.ros.depth import Intrinsics, region_position
 from converseg_ros.ros.frame_slot import Frame, LatestSlot
-from converseg_ros.ros.image_codec import encode
-from converseg_ros.ros.image_input import compressed_to_rgb8, depth_to_m, image_to_rgb8
+from converseg_ros.ros.image_codec import ImageCodecError, encode
+from converseg_ros.ros.image_input import (
+    check_compressed,
+    check_image,
+    compressed_to_rgb8,
+    depth_to_m,
+    image_to_rgb8,
+)
 from converseg_ros.ros.interfaces import Segment, SegmentationQuery, SegmentationResult
+from converseg_ros.ros.matched_input import MatchedInput
 from converseg_ros.ros.model import ModelChoice, check_model, load_engine
 from converseg_ros.ros.worker import (
     MODE_CONTINUOUS,
@@ -47,11 +52,12 @@ from converseg_ros.ros.worker import (
 )
 
 NODE_NAME = "converseg_node"
-# Executor threads: the input/timer group needs one, each waiting segment call holds one. Calls beyond
-# MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the image subscription.
+# Executor threads (converseg_ros.ros.run): the input/timer group needs one, each waiting segment call holds
+# one. Calls beyond MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the images.
 EXECUTOR_THREADS = 6
 MAX_WAITING_CALLS = EXECUTOR_THREADS - 2
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
+INPUT_RECHECK_S = 1.0  # how often `image_reliability: auto` inputs re-read what their publishers offer
 
 
 class ConverSegNode(LifecycleNode):
@@ -77,6 +83,8 @@ class ConverSegNode(LifecycleNode):
         self._cs_inputs_group = MutuallyExclusiveCallbackGroup()
         self._cs_service_group = ReentrantCallbackGroup()
         self._cs_subs: list[Any] = []
+        self._cs_inputs: list[MatchedInput] = []  # camera inputs (QoS matched to their publishers)
+        self._cs_recheck: Any = None
         self._cs_pubs: dict[str, Any] = {}
         self._cs_srvs: list[Any] = []
         self._cs_timer: Any = None
@@ -161,11 +169,13 @@ class ConverSegNode(LifecycleNode):
             self._now_ns,
             self._worker_settings(),
             on_stale=self._on_stale,
+            on_expired=self._on_expired,
         )
         self.worker.set_enabled(self._enabled)
         self.worker.set_continuous(self._active_query)
-        self.worker.start()
         self._subscribe()
+        self.worker.source = self._cs_inputs[0].topic
+        self.worker.start()
         self.active = True
         self.get_logger().info(f"[{NODE_NAME}] active")
         return super().on_activate(state)
@@ -187,16 +197,29 @@ class ConverSegNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
-    def _deactivate(self) -> None:
+    def _deactivate(self, wait_s: float = 30.0, free_model: bool = True) -> None:
+        """Unsubscribe, stop the worker (waiting up to ``wait_s`` for a running inference), free the model
+        (at process exit ``free_model=False``: the exit frees it faster)."""
         self.active = False
+        if self._cs_recheck is not None:
+            self.destroy_timer(self._cs_recheck)
+            self._cs_recheck = None
         for sub in self._cs_subs:
             self.destroy_subscription(sub)
         self._cs_subs = []
+        for matched in self._cs_inputs:
+            matched.destroy()
+        self._cs_inputs = []
         if self.worker is not None:
-            self.worker.stop()
+            stopped = self.worker.stop(wait_s)
             self.worker = None
+            if not stopped:  # only when exiting (short wait): the process exit frees the model under it
+                self.get_logger().warning(f"[{NODE_NAME}] inference still running after {wait_s:.0f} s")
+                free_model = False
         self.slot.clear()
-        self._free_engine()
+        if free_model:
+            self._free_engine()
+        self.engine = None
 
     def _free_engine(self) -> None:
         if self.engine is not None:
@@ -221,22 +244,31 @@ class ConverSegNode(LifecycleNode):
 
     def _subscribe(self) -> None:
         cfg = self.cfg
-        img_qos = qos.image_qos(cfg.image_reliability, cfg.image_depth)
-        if cfg.use_compressed:
-            self._cs_subs.append(
-                self.create_subscription(
-                    CompressedImage,
-                    "image/compressed",
-                    self._on_image,
-                    img_qos,
-                    callback_group=self._cs_inputs_group,
-                )
+
+        def matched(msg_type: Any, topic: str, callback: Any, depth: int = 1) -> MatchedInput:
+            return MatchedInput(
+                self,
+                msg_type,
+                topic,
+                callback,
+                cfg.image_reliability,
+                depth,
+                self._cs_inputs_group,
+                lambda text: self.get_logger().info(f"[{NODE_NAME}] {text}"),
             )
+
+        if cfg.use_compressed:
+            self._cs_inputs.append(matched(CompressedImage, "image/compressed", self._on_image, cfg.image_depth))
         else:
-            self._cs_subs.append(
-                self.create_subscription(
-                    Image, "image", self._on_image, img_qos, callback_group=self._cs_inputs_group
-                )
+            self._cs_inputs.append(matched(Image, "image", self._on_image, cfg.image_depth))
+        if cfg.use_depth:
+            self._cs_inputs += [
+                matched(Image, "depth", self._on_depth),
+                matched(CameraInfo, "camera_info", self._on_camera_info),
+            ]
+        if cfg.image_reliability == "auto":
+            self._cs_recheck = self.create_timer(
+                INPUT_RECHECK_S, self._recheck_inputs, callback_group=self._cs_inputs_group
             )
         self._cs_subs += [
             self.create_subscription(
@@ -254,23 +286,11 @@ class ConverSegNode(LifecycleNode):
                 callback_group=self._cs_inputs_group,
             ),
         ]
-        if cfg.use_depth:
-            self._cs_subs += [
-                self.create_subscription(
-                    Image,
-                    "depth",
-                    self._on_depth,
-                    qos.image_qos(cfg.image_reliability),
-                    callback_group=self._cs_inputs_group,
-                ),
-                self.create_subscription(
-                    CameraInfo,
-                    "camera_info",
-                    self._on_camera_info,
-                    qos.image_qos(cfg.image_reliability),
-                    callback_group=self._cs_inputs_group,
-                ),
-            ]
+
+    def _recheck_inputs(self) -> None:
+        """Follow the publishers' reliability (same callback group as the inputs: never mid-callback)."""
+        for matched in self._cs_inputs:
+            matched.refresh()
 
     # -- inputs (never wait for the model) ---------------------------------------------------------
     def _now_ns(self) -> int:
@@ -282,7 +302,19 @@ class ConverSegNode(LifecycleNode):
             worker.notify()
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Store the frame if it can be decoded (cheap checks, no decoding); count and log it otherwise."""
         self.frames_received += 1
+        try:
+            if isinstance(msg, CompressedImage):
+                check_compressed(msg)
+            else:
+                check_image(msg, self.cfg.use_cv_bridge, self.cfg.max_image_pixels)
+        except ImageCodecError as exc:
+            self.slot.reject(str(exc))
+            self.get_logger().warning(
+                f"[{NODE_NAME}] camera frame rejected: {exc}", throttle_duration_sec=self.cfg.log_throttle_s
+            )
+            return
         self.slot.put(msg, conv.stamp_ns(msg.header.stamp), self._now_ns())
 
     def _on_depth(self, msg: Image) -> None:
@@ -327,7 +359,9 @@ class ConverSegNode(LifecycleNode):
         )
         if query.mode == MODE_ONCE:
             if self.worker is not None:
-                job = self.worker.submit(Job(query, policy=self.cfg.frame_policy))
+                job = self.worker.submit(
+                    Job(query, policy=self.cfg.frame_policy, frame_timeout_s=self.cfg.frame_timeout_s)
+                )
                 if job.done.is_set() and job.outcome is not None and job.outcome.error:  # refused (busy)
                     self._report_bad_query(query.id, query.text, Header(), job.outcome.error, prefix="")
             return
@@ -363,6 +397,12 @@ class ConverSegNode(LifecycleNode):
         if q is not None:
             msg.id, msg.text, msg.header.stamp = q.id, q.text, conv.ns_to_time(q.stamp_ns)
         pub.publish(msg)
+
+    def _on_expired(self, job: Job) -> None:
+        """A once-query got no frame in time: answer it on `result` (service calls get their response)."""
+        if job.from_service:
+            return
+        self._report_bad_query(job.query.id, job.query.text, Header(), job.outcome.error, prefix="")
 
     def _on_stale(self, frame: Frame, age_s: float) -> None:
         self.get_logger().warning(
@@ -404,6 +444,7 @@ class ConverSegNode(LifecycleNode):
             resp.success, resp.message = False, f"unknown frame_policy {policy!r}; use latest or next"
             return resp
         timeout = float(req.timeout_s) if req.timeout_s > 0 else self.cfg.service_timeout_s
+        frame_timeout = float(req.timeout_s) if req.timeout_s > 0 else self.cfg.frame_timeout_s
         inline = req.image if (req.image.height or req.image.width or len(req.image.data)) else None
         with self._calls_lock:
             busy = self._waiting_calls >= MAX_WAITING_CALLS
@@ -412,17 +453,20 @@ class ConverSegNode(LifecycleNode):
             resp.success, resp.message = False, f"busy: {MAX_WAITING_CALLS} segment calls already waiting"
             return resp
         try:
-            job = worker.submit(Job(query, policy=policy, inline_msg=inline, from_service=True))
+            job = worker.submit(
+                Job(query, policy, inline_msg=inline, from_service=True, frame_timeout_s=frame_timeout)
+            )
             answered = job.done.wait(min(timeout, 3600.0))
         finally:
             with self._calls_lock:
                 self._waiting_calls -= 1
         if not answered:
-            worker.cancel(job)
-            where = "the model" if inline is not None else f"a {policy} camera frame or the model"
-            resp.success, resp.message = False, f"timed out after {timeout:.1f} s waiting for {where}"
-            resp.result.query_id, resp.result.query = query.id, query.text
-            return resp
+            no_frame = worker.cancel(job)
+            if not job.done.is_set():  # (else answered just now)
+                resp.success = False
+                resp.message = no_frame or f"timed out after {timeout:.1f} s waiting for the model"
+                resp.result.query_id, resp.result.query = query.id, query.text
+                return resp
         batch, outcome = job.batch, job.outcome
         if batch is None:  # answered without a frame (e.g. deactivated while waiting)
             resp.success, resp.message = False, outcome.error or "not answered"
@@ -542,7 +586,7 @@ class ConverSegNode(LifecycleNode):
             )
         if "query" in new and len(str(new["query"])) > self.cfg.max_query_chars:
             return SetParametersResult(successful=False, reason="query longer than max_query_chars")
-        for name in ("max_image_age_s", "max_rate_hz", "overlay_alpha", "frame_policy"):
+        for name in ("max_image_age_s", "max_rate_hz", "overlay_alpha", "frame_policy", "frame_timeout_s"):
             if name in new:
                 setattr(self.cfg, name, new[name])
         if self.worker is not None:
@@ -576,7 +620,11 @@ class ConverSegNode(LifecycleNode):
             "device": self.choice.device if self.choice else "",
             "enabled": str(self._enabled),
             "active_query": q.text[:200] if q else "",
+            "image_topic": self._cs_inputs[0].topic if self._cs_inputs else "",
+            "image_reliability": self._cs_inputs[0].reliability if self._cs_inputs else "",
             "frames_received": str(self.frames_received),
+            "frames_rejected": str(self.slot.rejected),
+            "last_frame_rejected": self.slot.last_reject[:200],
             "frames_dropped_overwritten": str(self.slot.overwritten),
         }
         if stats is not None:
@@ -595,29 +643,3 @@ class ConverSegNode(LifecycleNode):
             )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
-
-
-def main(args: list[str] | None = None) -> int:
-    """Entry point: ``python -m converseg_ros.node --ros-args --params-file config/segment.yaml``."""
-    rclpy.init(args=args)
-    node = ConverSegNode()
-    code = 0
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
-    try:
-        if node.cfg.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] configuration failed (see above); exiting")
-                return 2
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] activation failed (see above); exiting")
-                return 3
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._deactivate()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return code

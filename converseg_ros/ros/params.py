@@ -10,7 +10,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 POLICIES = ("latest", "next")
-RELIABILITIES = ("best_effort", "reliable", "system_default")
+RELIABILITIES = ("auto", "best_effort", "reliable", "system_default")
 CV_BRIDGE_POLICIES = ("auto", "never", "always")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -34,13 +34,14 @@ class NodeConfig:
     max_image_age_s: float = 1.0  # frames older than this (header stamp vs node clock) are rejected; 0 = off
     max_rate_hz: float = 0.0  # cap on continuous inference rate; 0 = as fast as the model goes
     service_timeout_s: float = 60.0  # default wait of the segment service (frame + model)
+    frame_timeout_s: float = 5.0  # once-queries (and calls with timeout_s 0) waiting longer for a frame fail
     min_region_area_px: int = 64  # regions smaller than this are dropped
     max_regions: int = 10  # regions per result, highest score first
     max_query_chars: int = 500  # longer queries are refused
     max_image_pixels: int = 4096 * 4096  # larger images are refused (width * height)
     contour_max_points: int = 64  # contour points per region (evenly subsampled); 0 = no contours
     use_compressed: bool = False  # subscribe sensor_msgs/CompressedImage on image/compressed instead of image
-    image_reliability: str = "best_effort"  # QoS reliability of the image subscription
+    image_reliability: str = "auto"  # QoS reliability of the camera inputs; auto = what the publishers offer
     image_depth: int = 1  # QoS history depth of the image subscription (1 = latest frame only)
     use_depth: bool = False  # subscribe depth + camera_info: 3D region positions and markers
     depth_scale: float = 0.001  # metres per unit of 16UC1/mono16 depth (32FC1 is metres already)
@@ -81,13 +82,20 @@ DESCRIPTIONS: dict[str, str] = {
     "max_image_age_s": "Reject frames older than this (header stamp vs node clock); 0 disables.",
     "max_rate_hz": "Cap on the continuous inference rate; 0 = unlimited.",
     "service_timeout_s": "Default timeout of the segment service.",
+    "frame_timeout_s": (
+        "Once-queries and segment calls without timeout_s that wait longer than this for a camera frame fail "
+        "with 'no camera frame received on <topic> for N s'."
+    ),
     "min_region_area_px": "Drop regions smaller than this many pixels.",
     "max_regions": "Maximum regions per result.",
     "max_query_chars": "Refuse longer queries.",
     "max_image_pixels": "Refuse images with more pixels than this.",
     "contour_max_points": "Maximum contour points per region; 0 disables contours.",
     "use_compressed": "Subscribe sensor_msgs/CompressedImage on image/compressed.",
-    "image_reliability": "Image subscription reliability: best_effort, reliable or system_default.",
+    "image_reliability": (
+        "Reliability of the image, depth and camera_info subscriptions: auto (match the publishers, "
+        "re-checked when they change), best_effort, reliable or system_default."
+    ),
     "image_depth": "Image subscription history depth.",
     "use_depth": "Subscribe depth and camera_info for 3D region positions and markers.",
     "depth_scale": "Metres per unit of integer depth images.",
@@ -108,7 +116,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": PRECISIONS,
     "sam2_precision": SAM2_PRECISIONS,
 }
-RUNTIME_SETTABLE = ("query", "max_image_age_s", "max_rate_hz", "overlay_alpha", "frame_policy")
+RUNTIME_SETTABLE = (
+    "query",
+    "max_image_age_s",
+    "max_rate_hz",
+    "overlay_alpha",
+    "frame_policy",
+    "frame_timeout_s",
+)
 
 
 def descriptor(name: str, default: Any) -> ParameterDescriptor:
@@ -157,6 +172,8 @@ def validate(cfg: NodeConfig) -> list[str]:
         problems.append(f"query is longer than max_query_chars={cfg.max_query_chars}")
     if cfg.service_timeout_s <= 0:
         problems.append("service_timeout_s must be positive")
+    if cfg.frame_timeout_s <= 0:
+        problems.append("frame_timeout_s must be positive (queries must not wait forever)")
     try:
         cfg.overrides()
     except ValueError as err:

@@ -1,6 +1,10 @@
-"""QoS profiles of converseg_node (docs/ros.md "QoS"): best-effort sensor inputs, reliable outputs."""
+"""QoS profiles of converseg_node (docs/ros.md "QoS"): camera inputs matched to their publishers, reliable
+outputs."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from rclpy.qos import (
     DurabilityPolicy,
@@ -14,16 +18,32 @@ _RELIABILITY = {
     "reliable": ReliabilityPolicy.RELIABLE,
     "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
 }
+# What an `auto` input subscribes with while its topic has no publisher: best effort matches any publisher
+# that appears; the re-check then moves to reliable when every publisher offers it.
+AUTO_WITHOUT_PUBLISHERS = "best_effort"
 
 
 def image_qos(reliability: str = "best_effort", depth: int = 1) -> QoSProfile:
-    """Camera inputs: keep only the newest frame; best effort matches every publisher."""
+    """Camera inputs: keep only the newest frame (``reliability`` is never ``auto`` here)."""
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,
         reliability=_RELIABILITY[reliability],
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+def offered_reliability(publishers: Iterable[Any]) -> str | None:
+    """The reliability that matches every publisher (``TopicEndpointInfo``s), as rosbag2 chooses it.
+
+    ``reliable`` when all offer reliable (a reliable subscription repairs lost fragments of large frames),
+    ``best_effort`` when any offers best effort (a reliable subscription would not match it), None when
+    there is no publisher.
+    """
+    kinds = [p.qos_profile.reliability for p in publishers]
+    if not kinds:
+        return None
+    return "reliable" if all(k == ReliabilityPolicy.RELIABLE for k in kinds) else "best_effort"
 
 
 def command_qos() -> QoSProfile:

@@ -5,6 +5,8 @@
     converseg-replay --bag recording/ --bag-topic /camera/color/image_raw      # rosbag2 dir (sqlite3 or mcap)
     converseg-replay --bag recording.mcap                                      # a single MCAP file
 
+In a colcon workspace (console scripts are not on PATH there): ros2 run converseg_ros camera_replay --skimage coffee
+
 Frames are re-stamped with the current time (``--keep-stamps`` keeps the recorded ones, which the node
 rejects as stale unless its clock is the bag's: use_sim_time).
 """

@@ -3,6 +3,7 @@ due on it in one batch. Plain Python (no rclpy): the node hands it callables and
 
 Callbacks never wait for the model: they overwrite the frame slot (:class:`LatestSlot`) or append a job and
 notify. Frames are never queued: a frame that arrives while the model is busy replaces the previous one.
+A job that waits for a camera frame longer than its ``frame_timeout_s`` is answered with the reason.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class Job:
     after_seq: int = 0
     inline_msg: Any = None  # an image inside the service request (used instead of a camera frame)
     from_service: bool = False
+    frame_timeout_s: float = 0.0  # answer with "no camera frame ..." after waiting this long; 0 = no limit
+    submitted: float = 0.0  # time.monotonic() at submission
+    submit_seq: int = 0  # slot.seq / slot.rejected at submission (what arrived while it waited)
+    submit_rejected: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
     batch: Batch | None = None
@@ -124,6 +129,8 @@ class InferenceWorker:
         clock_ns: Callable[[], int],
         settings: WorkerSettings,
         on_stale: Callable[[Frame, float], None] | None = None,
+        on_expired: Callable[[Job], None] | None = None,
+        source: str = "the camera topic",
     ) -> None:
         self.engine = engine
         self.slot = slot
@@ -133,6 +140,8 @@ class InferenceWorker:
         self._publish = publish
         self._clock_ns = clock_ns
         self._on_stale = on_stale
+        self._on_expired = on_expired
+        self.source = source  # the camera topic, named in "no camera frame received on ..." answers
         self._cond = threading.Condition()
         self._jobs: collections.deque[Job] = collections.deque()
         self._continuous: Query | None = None
@@ -141,6 +150,7 @@ class InferenceWorker:
         self._continuous_seq = 0  # newest frame the continuous query ran on
         self._last_continuous_ns = 0
         self._cache: tuple[int, Any, np.ndarray] | None = None  # (frame seq, encoding, rgb)
+        self._running: list[Job] = []  # jobs of the batch being computed
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="converseg-inference", daemon=True)
 
@@ -149,17 +159,20 @@ class InferenceWorker:
         """Start the inference thread."""
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the current batch; pending jobs are answered with an error."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop after the current batch; pending jobs and those of the current batch are answered with an
+        error at once (so waiting service calls return while the model finishes). True once the thread
+        ended, False if the model was still running after ``timeout`` seconds."""
         with self._cond:
             self._stop = True
-            pending = list(self._jobs)
+            pending = list(self._jobs) + list(self._running)
             self._jobs.clear()
             self._cond.notify_all()
         for job in pending:
             self._finish(job, None, Outcome(job.query, error="node deactivated"))
         if self._thread.is_alive():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def notify(self) -> None:
         """Wake the worker (a new frame arrived)."""
@@ -192,21 +205,31 @@ class InferenceWorker:
     def submit(self, job: Job) -> Job:
         """Queue a one-shot job (returns it; wait on ``job.done``). Refused when MAX_PENDING_JOBS wait."""
         with self._cond:
+            if self._stop:  # (a call that raced with deactivation or shutdown)
+                self._finish(job, None, Outcome(job.query, error="node deactivated"))
+                return job
             if len(self._jobs) >= MAX_PENDING_JOBS:
                 self._finish(job, None, Outcome(job.query, error=f"busy: {MAX_PENDING_JOBS} queries pending"))
                 return job
+            job.submitted = time.monotonic()
+            job.submit_seq, job.submit_rejected = self.slot.seq, self.slot.rejected
             if job.inline_msg is None and job.policy == "next":
-                job.after_seq = self.slot.seq
+                job.after_seq = job.submit_seq
             self._jobs.append(job)
             self._cond.notify_all()
         return job
 
-    def cancel(self, job: Job) -> None:
-        """Forget a job whose caller stopped waiting."""
+    def cancel(self, job: Job) -> str | None:
+        """Forget a job whose caller stopped waiting; returns why it got no camera frame if it was still
+        waiting for one (None when it needed none or its frame was being computed)."""
         with self._cond:
             job.cancelled = True
-            if job in self._jobs:
-                self._jobs.remove(job)
+            if job not in self._jobs:
+                return None
+            self._jobs.remove(job)
+            if job.inline_msg is not None:
+                return None
+            return self._missing_frame(job, time.monotonic() - job.submitted)
 
     @property
     def pending_jobs(self) -> int:
@@ -218,15 +241,68 @@ class InferenceWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                plan, wait_s = self._plan()
-                while plan is None:
+                while True:
                     if self._stop:
                         return
-                    self._cond.wait(wait_s)
                     plan, wait_s = self._plan()
-                if self._stop:
-                    return
-            self._run(*plan)
+                    expired = self._take_expired()
+                    if plan is not None or expired:
+                        break
+                    self._cond.wait(self._until_next_deadline(wait_s))
+                if plan is not None:
+                    self._running = list(plan[2])
+            for job, reason in expired:
+                self._finish(job, None, Outcome(job.query, error=reason))
+                if self._on_expired is not None:
+                    try:
+                        self._on_expired(job)
+                    except Exception as exc:  # noqa: BLE001 - a reporting bug must not kill the worker
+                        self.stats.errors += 1
+                        self.stats.last_error = f"reporting an expired query failed: {type(exc).__name__}: {exc}"
+            if plan is not None:
+                self._run(*plan)
+                with self._cond:
+                    self._running = []
+
+    def _take_expired(self) -> list[tuple[Job, str]]:
+        """Remove camera-frame jobs that waited past their frame_timeout_s (lock held): (job, reason)."""
+        now = time.monotonic()
+        expired = [
+            j
+            for j in self._jobs
+            if j.inline_msg is None and j.frame_timeout_s > 0 and now - j.submitted >= j.frame_timeout_s
+        ]
+        for job in expired:
+            self._jobs.remove(job)
+        return [(job, self._missing_frame(job, now - job.submitted)) for job in expired]
+
+    def _until_next_deadline(self, wait_s: float) -> float:
+        """``wait_s`` shortened to the nearest frame deadline of a waiting job (lock held)."""
+        now = time.monotonic()
+        for job in self._jobs:
+            if job.inline_msg is None and job.frame_timeout_s > 0:
+                wait_s = min(wait_s, max(0.0, job.submitted + job.frame_timeout_s - now) + 1e-3)
+        return wait_s
+
+    def _missing_frame(self, job: Job, waited_s: float) -> str:
+        """Why ``job`` got no frame in ``waited_s``: nothing arrived, only malformed or only stale frames."""
+        if not job.from_service and not self._enabled:
+            return f"not answered within {waited_s:.1f} s: topic queries are disabled (enable service)"
+        arrived = self.slot.seq - job.submit_seq
+        if arrived > 0:
+            return (
+                f"no fresh camera frame on {self.source} for {waited_s:.1f} s: {arrived} received, older "
+                f"than max_image_age_s={self.settings.max_image_age_s} (check the camera clock / use_sim_time)"
+            )
+        reason = f"no camera frame received on {self.source} for {waited_s:.1f} s"
+        rejected = self.slot.rejected - job.submit_rejected
+        latest = self.slot.latest()
+        if rejected:
+            reason += f" ({rejected} malformed frames rejected, last: {self.slot.last_reject})"
+        elif job.policy == "latest" and latest is not None:
+            age_s = (self._clock_ns() - latest.stamp_ns) / 1e9
+            reason += f" (the last one is {age_s:.1f} s old > max_image_age_s={self.settings.max_image_age_s})"
+        return reason
 
     def _plan(self) -> tuple[tuple[Frame, list[Query], list[Job]] | None, float]:
         """Choose the next batch (called with the lock held): (frame, queries, jobs) or None + wait time."""
@@ -292,6 +368,8 @@ class InferenceWorker:
             self.stats.last_error = f"publish failed: {type(exc).__name__}: {exc}"
 
     def _finish(self, job: Job, batch: Batch | None, outcome: Outcome) -> None:
+        if job.done.is_set():  # already answered (stopped while its batch ran)
+            return
         job.batch, job.outcome = batch, outcome
         job.done.set()
 

@@ -1,4 +1,4 @@
-"""Fixtures of the data-engine tests: the scripted VLM server, real photos on disk, robot logs written here."""
+"""Fixtures of the data-engine tests: the scripted VLM server and real photos on disk."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).parent))
+from dataengine_inputs import PHOTOS, photo  # noqa: E402
 from scripted_vlm import ScriptedVLM  # noqa: E402
-
-PHOTOS = ("coffee", "chelsea", "astronaut", "rocket")
 
 
 @pytest.fixture
@@ -23,15 +20,6 @@ def scripted():
     server.start()
     yield server
     server.stop()
-
-
-def photo(name: str, side: int = 160) -> np.ndarray:
-    """A real photo shrunk to ``side`` pixels on its longer side (RGB)."""
-    rgb = getattr(skdata, name)()
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[..., None], 3, axis=2)
-    f = side / max(rgb.shape[:2])
-    return cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)), interpolation=cv2.INTER_AREA)
 
 
 @pytest.fixture
@@ -45,56 +33,3 @@ def photo_dir(tmp_path) -> Path:
     return folder
 
 
-def write_rosbag2(path: Path, frames: list[np.ndarray], topic: str = "/camera/color/image_raw",
-                  storage: str = "sqlite3", period_s: float = 0.5) -> Path:
-    """A rosbag2 folder with sensor_msgs/Image (rgb8) frames ``period_s`` apart (header stamps set)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ts = get_typestore(Stores.ROS2_HUMBLE)
-    img_t = ts.types["sensor_msgs/msg/Image"].__msgtype__
-    plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conn = writer.add_connection(topic, img_t, typestore=ts)
-        for i, rgb in enumerate(frames):
-            t_ns = int((1 + i * period_s) * 1e9)
-            header = ts.types["std_msgs/msg/Header"](
-                stamp=ts.types["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="cam"
-            )
-            msg = ts.types["sensor_msgs/msg/Image"](
-                header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
-                step=rgb.shape[1] * 3, data=np.ascontiguousarray(rgb).ravel(),
-            )
-            writer.write(conn, t_ns, ts.serialize_cdr(msg, img_t))
-    return path
-
-
-def write_mcap(path: Path, frames: list[np.ndarray], topic: str = "/wrist/image/compressed",
-               period_s: float = 0.5) -> Path:
-    """A bare .mcap (mcap-ros2-support writer) with sensor_msgs/CompressedImage JPEG frames."""
-    from mcap_ros2.writer import Writer as McapWriter
-
-    sep = "=" * 80
-    msgdef = (
-        f"std_msgs/Header header\nstring format\nuint8[] data\n{sep}\nMSG: std_msgs/Header\n"
-        f"builtin_interfaces/Time stamp\nstring frame_id\n{sep}\n"
-        "MSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
-    )
-    with open(path, "wb") as fh:
-        writer = McapWriter(fh)
-        schema = writer.register_msgdef("sensor_msgs/msg/CompressedImage", msgdef)
-        for i, rgb in enumerate(frames):
-            t_ns = int((1 + i * period_s) * 1e9)
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            writer.write_message(topic, schema, {
-                "header": {"stamp": {"sec": t_ns // 10**9, "nanosec": t_ns % 10**9}, "frame_id": "wrist"},
-                "format": "jpeg", "data": jpg.tobytes(),
-            }, log_time=t_ns, publish_time=t_ns)
-        writer.finish()
-    return path
-
-
-def run_args(out: Path, url: str, *extra: str) -> list[str]:
-    """A ``converseg-data run`` command line against the scripted server with the tiny SAM2."""
-    return ["run", "--out", str(out), "--vlm", "openai", "--base-url", url, "--model", "scripted",
-            "--sam2", "tiny", "--device", "cpu", "--backoff", "0.05", "--no-progress", *extra]

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_args
+from dataengine_inputs import run_args
 
 from converseg_ros.data.readers import read_dataset
 from converseg_ros.dataengine.cli import main

@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import photo, write_mcap, write_rosbag2
+from dataengine_inputs import photo, write_mcap, write_rosbag2
 
 from converseg_ros.dataengine.inputs import InputError, InputSpec, Sampling, Shard, collect_inputs
 from converseg_ros.imaging import decode_image

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import photo, run_args, write_mcap, write_rosbag2
+from dataengine_inputs import photo, run_args, write_mcap, write_rosbag2
 
 from converseg_ros.data.concepts import FAMILIES, concept_family
 from converseg_ros.data.masks import read_mask

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_args
+from dataengine_inputs import run_args
 
 from converseg_ros.dataengine.cli import main
 from converseg_ros.dataengine.ray_runner import shard_argv

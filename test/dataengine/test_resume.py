@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import PHOTOS, photo, run_args, write_rosbag2
+from dataengine_inputs import PHOTOS, photo, run_args, write_rosbag2
 
 from converseg_ros.dataengine.cli import main
 

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_args
+from dataengine_inputs import run_args
 
 from converseg_ros.dataengine.cli import main
 from converseg_ros.dataengine.review import make_server

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import httpx
-from conftest import run_args
+from dataengine_inputs import run_args
 
 from converseg_ros.dataengine.cli import main
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jsonschema
 import numpy as np
 import pytest
-from conftest import photo
+from dataengine_inputs import photo
 
 from converseg_ros.data.concepts import _SUBTYPES, FAMILIES, concept_family
 from converseg_ros.dataengine.models import load_box_sam2

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import ros_env
 
-from converseg_ros.ros.node_command import node_command
+from converseg_ros.ros.node_command import node_command, node_env
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -43,6 +43,7 @@ class NodeProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            env=node_env(),  # as the launch file: the shipped Fast DDS profile
         )
 
     def output(self) -> str:

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from converseg_ros.ros import image_codec as codec
-from converseg_ros.ros.image_input import compressed_to_rgb8, depth_to_m, image_to_rgb8
+from converseg_ros.ros.image_input import (
+    check_compressed,
+    check_image,
+    compressed_to_rgb8,
+    depth_to_m,
+    image_to_rgb8,
+)
 
 Image = pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message wheels not installed").Image
 CompressedImage = pytest.importorskip("sensor_msgs.msg").CompressedImage
@@ -138,8 +144,45 @@ def test_compressed_png_and_garbage() -> None:
     assert ok
     out = compressed_to_rgb8(CompressedImage(format="png", data=array.array("B", png.tobytes())))
     np.testing.assert_array_equal(out, rgb)
-    with pytest.raises(codec.ImageCodecError, match="could not decode"):
+    with pytest.raises(codec.ImageCodecError, match="compressed data is not"):
         compressed_to_rgb8(CompressedImage(format="jpeg", data=array.array("B", b"not an image")))
+    with pytest.raises(codec.ImageCodecError, match="could not decode"):  # a JPEG header, then garbage
+        compressed_to_rgb8(CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0garbage")))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data", "reason"),
+    [
+        ("jpeg", b"", "empty compressed image"),
+        ("jpeg", b"GIF89a....", "compressed data is not"),
+        ("16UC1; compressedDepth png", b"\x89PNG\r\n\x1a\n....", "compressedDepth"),
+    ],
+)
+def test_compressed_frames_checked_without_decoding(fmt: str, data: bytes, reason: str) -> None:
+    with pytest.raises(codec.ImageCodecError, match=reason):
+        check_compressed(CompressedImage(format=fmt, data=array.array("B", data)))
+    check_compressed(CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8\xff\xe0 rest")))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("encoding", "jpeg", "unsupported image encoding"),
+        ("encoding", "16UC1", "depth"),
+        ("step", 5, "step shorter"),
+        ("height", 0, "empty image"),
+        ("data", array.array("B", b"\x00" * 10), "truncated"),
+    ],
+)
+def test_raw_frames_checked_without_decoding(field: str, value: object, reason: str) -> None:
+    """check_image refuses what image_to_rgb8 would refuse, for the same reason, and passes good frames."""
+    msg = codec.encode(sample("rgb8"), "rgb8", Image())
+    check_image(msg, "never")
+    setattr(msg, field, value)
+    with pytest.raises(codec.ImageCodecError, match=reason):
+        check_image(msg, "never")
+    with pytest.raises(codec.ImageCodecError, match=reason):
+        image_to_rgb8(msg, cv_bridge_policy="never")
 
 
 def test_without_cv_bridge_other_encodings_are_refused_clearly() -> None:

@@ -106,6 +106,19 @@ def test_package_xml_is_a_valid_format3_ament_cmake_manifest() -> None:
     deps = {d.name for d in pkg.build_depends + pkg.exec_depends + pkg.buildtool_depends}
     assert {
         "rclpy",
+        "rcl_interfaces",  # parameters (params.py)
+        "ament_index_python",  # launch file (rviz2 check)
+        "python3-torch",
+        "python3-torchvision",
+        "python3-numpy",
+        "python3-opencv",
+        "python3-yaml",
+        "python3-pil",
+        "python3-tqdm",
+        "python3-skimage",
+        "python3-transformers-pip",
+        "python3-huggingface-hub-pip",
+        "python3-hydra-core-pip",
         "sensor_msgs",
         "std_msgs",
         "geometry_msgs",
@@ -185,10 +198,13 @@ def test_launch_description_builds() -> None:
             arg.default_value[0].perform(context) if arg.default_value else ""
         )
     context.launch_configurations.update(
-        {"preset": "tiny", "params_file": str(REPO / "config" / "segment.yaml")}
+        {"preset": "tiny", "params_file": str(REPO / "config" / "segment.yaml"), "use_rviz": "true"}
     )
-    nodes = module._nodes(context)
-    assert len(nodes) == 1 and nodes[0].node_executable == "converseg_node"
+    actions = module._actions(context)
+    assert actions[0].node_executable == "converseg_node"
+    if module.rviz2_missing():  # skipped with a log line, never an error
+        message = "".join(part.perform(context) for part in actions[1].msg)
+        assert len(actions) == 2 and "starting without RViz" in message, message
 
 
 def test_rviz_layout_shows_the_node_outputs() -> None:

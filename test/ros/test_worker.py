@@ -123,3 +123,30 @@ def test_pending_jobs_are_bounded(rig) -> None:  # noqa: ANN001
     assert worker.pending_jobs == MAX_PENDING_JOBS
     assert jobs[-1].done.is_set() and "busy" in jobs[-1].outcome.error
     assert not jobs[0].done.is_set()
+
+
+def test_jobs_without_a_frame_expire_with_the_reason(rig) -> None:  # noqa: ANN001
+    """frame_timeout_s: nothing arrived / only malformed frames were rejected / the frame is stale; a job
+    with a frame in time is answered; expiry never blocks a later frame."""
+    worker, _, put, _wait = rig
+    worker.source = "/cam/image"
+    expired: list[Job] = []
+    worker._on_expired = expired.append
+    t0 = time.monotonic()
+    nothing = worker.submit(Job(Query("n", "the cup", 0), policy="next", frame_timeout_s=0.4))
+    assert nothing.done.wait(5) and 0.35 < time.monotonic() - t0 < 3.0
+    assert nothing.outcome.error == "no camera frame received on /cam/image for 0.4 s", nothing.outcome.error
+    assert expired == [nothing] and nothing.batch is None
+    rejects = worker.submit(Job(Query("r", "the cup", 0), policy="next", frame_timeout_s=0.4))
+    worker.slot.reject("unsupported image encoding 'jpeg'")
+    assert rejects.done.wait(5)
+    assert "(1 malformed frames rejected, last: unsupported image encoding 'jpeg')" in rejects.outcome.error
+    worker.settings.max_image_age_s = 0.2
+    put("old")
+    time.sleep(0.3)
+    stale = worker.submit(Job(Query("s", "the cup", 0), policy="latest", frame_timeout_s=0.4))
+    assert stale.done.wait(5) and "s old > max_image_age_s=0.2" in stale.outcome.error, stale.outcome.error
+    answered = worker.submit(Job(Query("a", "the cup", 0), policy="next", frame_timeout_s=5.0))
+    put("fresh")
+    assert answered.done.wait(20) and answered.outcome.error is None
+    assert answered.batch.frame.msg.header.frame_id == "fresh"

@@ -1,0 +1,63 @@
+"""Plain helpers of launch/segment.launch.py (no ``launch`` import, so they are tested where launch is
+missing): is rviz2 installed, the RViz layout for a namespace, which Fast DDS profile the node gets."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+LAYOUT_NAMESPACE = "/converseg"  # the namespace rviz/converseg.rviz is written for
+_TOPIC_LINE = re.compile(r"^(\s*Value:\s*)" + re.escape(LAYOUT_NAMESPACE) + r"/", re.MULTILINE)
+
+
+def rviz2_missing() -> str | None:
+    """Why launch_ros cannot start rviz2 (it resolves executables through the ament index), or None."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError as exc:
+        return f"ament_index_python is not importable ({exc})"
+    try:
+        prefix = Path(get_package_prefix("rviz2"))
+    except (PackageNotFoundError, KeyError, ValueError, OSError):
+        return "package rviz2 is not installed (not in the ament index)"
+    executable = prefix / "lib" / "rviz2" / "rviz2"
+    if not os.access(executable, os.X_OK):
+        return f"{executable} is missing"
+    return None
+
+
+def normalize_namespace(namespace: str) -> str:
+    """``converseg`` -> ``/converseg``, ``/a/b/`` -> ``/a/b``, ``""`` or ``/`` -> ``""`` (the root)."""
+    return "/" + namespace.strip("/") if namespace.strip("/") else ""
+
+
+def rviz_layout_for(text: str, namespace: str) -> str:
+    """The RViz layout ``text`` with its topics (``Value: /converseg/...``) moved to ``namespace``."""
+    return _TOPIC_LINE.sub(lambda m: f"{m.group(1)}{normalize_namespace(namespace)}/", text)
+
+
+def write_rviz_layout(layout: Path, namespace: str) -> Path:
+    """``layout`` rewritten for ``namespace`` into a new temporary file (RViz reads it at start-up)."""
+    folder = Path(tempfile.mkdtemp(prefix="converseg-rviz-"))
+    out = folder / layout.name
+    out.write_text(rviz_layout_for(layout.read_text(), namespace))
+    return out
+
+
+def fastdds_profile_env(choice: str, shipped: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment entries for the node's Fast DDS profile (launch argument ``fastdds_profile``).
+
+    ``""`` (default): the shipped profile, unless FASTDDS_DEFAULT_PROFILES_FILE is already set (yours wins);
+    ``none``: set nothing; anything else: that file.
+    """
+    environ = os.environ if environ is None else environ
+    if choice == "none":
+        return {}
+    if choice:
+        return {"FASTDDS_DEFAULT_PROFILES_FILE": choice}
+    if environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return {}
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}

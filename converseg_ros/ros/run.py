@@ -1,0 +1,87 @@
+"""Runs converseg_node in this process: autostart, an executor thread, and a clean exit on SIGINT/SIGTERM.
+
+Exit codes: 0 after SIGINT/SIGTERM (at any moment; a waiting service call is answered first), 2 when
+configuration fails, 3 when activation fails. rclpy's own signal handlers are off: they invalidate the
+context under running executor threads (``RCLError: failed to initialize wait set``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
+
+from converseg_ros.ros.node import EXECUTOR_THREADS, NODE_NAME, ConverSegNode
+
+# On SIGINT/SIGTERM, wait this long for a running inference before leaving it to the process exit (ros2
+# launch escalates to SIGTERM after 5 s, then SIGKILL).
+EXIT_WAIT_S = 3.0
+
+
+class ShutdownRequested(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM to leave start-up or the wait (not an ``Exception``, so
+    model-loading code that catches errors does not swallow it)."""
+
+
+def main(args: list[str] | None = None) -> int:
+    """Configure and activate the node (with ``autostart``), spin until a signal; the exit code."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not stopping.is_set():  # later signals: the clean-up below is already running
+            stopping.set()
+            raise ShutdownRequested(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    node: ConverSegNode | None = None
+    executor: MultiThreadedExecutor | None = None
+    spinner: threading.Thread | None = None
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = ConverSegNode()
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
+        if node.cfg.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal(f"[{NODE_NAME}] configuration failed (see above); exiting")
+                return 2
+            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().fatal(f"[{NODE_NAME}] activation failed (see above); exiting")
+                return 3
+        spinner = threading.Thread(target=_spin, args=(executor, stopping), name="converseg-executor")
+        spinner.start()
+        stopping.wait()
+    except ShutdownRequested as exc:
+        if node is not None:
+            node.get_logger().info(f"[{NODE_NAME}] {exc}: shutting down")
+    finally:
+        stopping.set()
+        _shut_down(node, executor, spinner)
+    return 0
+
+
+def _spin(executor: MultiThreadedExecutor, stopping: threading.Event) -> None:
+    """Executor loop of the spinner thread; returns within 0.2 s of ``stopping``."""
+    while not stopping.is_set():
+        executor.spin_once(timeout_sec=0.2)
+
+
+def _shut_down(
+    node: ConverSegNode | None, executor: MultiThreadedExecutor | None, spinner: threading.Thread | None
+) -> None:
+    """Stop spinning, answer waiting calls (deactivate), let running callbacks send them, then free all."""
+    if spinner is not None:
+        spinner.join()
+    if node is not None:
+        node._deactivate(EXIT_WAIT_S, free_model=False)  # waiting segment calls return "node deactivated"
+    if executor is not None:
+        executor.shutdown(timeout_sec=10.0)  # joins the callback threads: their responses are sent
+    if node is not None:
+        node.destroy_node()
+    rclpy.try_shutdown()

@@ -1,0 +1,250 @@
+"""launch/segment.launch.py: its plain helpers here, and, where ROS 2 `launch`/`launch_ros` import (a ROS
+workspace), the launch file itself run as `ros2 launch` runs it: frames and a query in, a result out, SIGINT,
+nothing left; a failing node fails the launch; SIGTERM to the launch leaves no node. Also: a node started by
+a parent that is killed outright stops (what the launch file asks for with CONVERSEG_EXIT_WITH_PARENT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from ros_env import INSTALL
+from ros_helpers import call, image_msg, photo, spin_for, spin_until
+from ros_nodes import REPO
+
+from converseg_ros.ros.launch_support import (
+    fastdds_profile_env,
+    normalize_namespace,
+    rviz2_missing,
+    rviz_layout_for,
+    write_rviz_layout,
+)
+from converseg_ros.ros.node_command import FASTDDS_PROFILE, node_command
+
+LAYOUT = REPO / "rviz" / "converseg.rviz"
+NO_LAUNCH = (
+    "ROS 2 'launch'/'launch_ros' are not installable from the package registries here (a ROS workspace has them)"
+)
+
+
+def rviz_topics(text: str) -> set[str]:
+    displays = yaml.safe_load(text)["Visualization Manager"]["Displays"]
+    return {d["Topic"]["Value"] for d in displays if "Topic" in d}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "prefix"), [("converseg", "/converseg"), ("/robot/cam1/", "/robot/cam1"), ("", "")]
+)
+def test_rviz_layout_follows_the_namespace(namespace: str, prefix: str, tmp_path: Path) -> None:
+    text = LAYOUT.read_text()
+    moved = rviz_layout_for(text, namespace)
+    assert rviz_topics(moved) == {f"{prefix}/overlay", f"{prefix}/mask", f"{prefix}/markers"}
+    same_lines = [a == b for a, b in zip(text.splitlines(), moved.splitlines(), strict=True)]
+    assert same_lines.count(False) == (0 if prefix == "/converseg" else 3)  # only the three topics change
+    written = write_rviz_layout(LAYOUT, namespace)
+    assert written.read_text() == moved and written.name == "converseg.rviz"
+    assert normalize_namespace(namespace) == prefix
+
+
+def test_rviz2_found_through_the_ament_index_like_launch_ros(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A prefix that registers rviz2 but lacks the executable, then one that has it, then none at all."""
+    prefix = tmp_path / "opt_ros"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert "lib/rviz2/rviz2 is missing" in rviz2_missing()
+    exe = prefix / "lib" / "rviz2" / "rviz2"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert rviz2_missing() is None
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "empty"))
+    assert "not installed" in rviz2_missing()
+
+
+def test_fastdds_profile_choice() -> None:
+    shipped = Path("/share/converseg_ros/config/fastdds_large_frames.xml")
+    assert fastdds_profile_env("", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}
+    assert fastdds_profile_env("", shipped, {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}  # yours wins
+    assert fastdds_profile_env("none", shipped, {}) == {}
+    assert fastdds_profile_env("/x.xml", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}
+
+
+@pytest.mark.timeout(150)
+def test_node_stops_when_its_parent_is_killed(ros, tmp_path: Path) -> None:  # noqa: ANN001
+    """CONVERSEG_EXIT_WITH_PARENT=1 (set by the launch file): SIGKILL the parent, the node leaves cleanly."""
+    from converseg_ros.srv import Segment
+
+    log = tmp_path / "node.log"
+    cmd = node_command("/cs_orphan", {"preset": "tiny", "device": "cpu"})
+    parent_code = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen({cmd!r}, stdout=open({str(log)!r}, 'w'), stderr=subprocess.STDOUT)\n"
+        "print(p.pid, flush=True)\n"
+        "p.wait()\n"
+    )
+    env = dict(os.environ, CONVERSEG_EXIT_WITH_PARENT="1")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
+    node = psutil.Process(int(parent.stdout.readline()))
+    try:
+        client = ros.create_client(Segment, "/cs_orphan/segment")
+        assert client.wait_for_service(timeout_sec=90.0), log.read_text()[-2000:]
+        spin_until(ros, lambda: "] active" in log.read_text(), 30.0)
+        parent.kill()
+        parent.wait(10)
+        node.wait(30)  # raises psutil.TimeoutExpired if the node outlives its parent
+        out = log.read_text()
+        assert "SIGTERM: shutting down" in out and "Traceback" not in out, out[-2000:]
+    finally:
+        if node.is_running():
+            node.kill()
+
+
+# -- the launch file itself (needs launch + launch_ros) -------------------------------------------------
+def _launch_available() -> str | None:
+    try:
+        import launch_ros  # noqa: F401
+
+        import launch
+    except ImportError as exc:
+        return f"{NO_LAUNCH}: {exc}"
+    if not hasattr(launch, "LaunchDescription"):  # only this repository's launch/ folder (namespace package)
+        return NO_LAUNCH
+    return None
+
+
+RUNNER = """
+import sys
+try:  # what `ros2 launch <file> <args>` calls
+    from ros2launch.api import launch_a_launch_file
+    sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:]))
+except ImportError:
+    from launch import LaunchService
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    service = LaunchService(argv=sys.argv[2:])
+    args = [tuple(a.split(":=", 1)) for a in sys.argv[2:]]
+    service.include_launch_description(
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args)
+    )
+    sys.exit(service.run())
+"""
+
+
+def start_launch(tmp_path: Path, args: list[str]) -> tuple[subprocess.Popen, Path]:
+    """`ros2 launch converseg_ros segment.launch.py <args>` against the package installed in install/."""
+    log = tmp_path / "launch.log"
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the nodes' python3
+    env["PYTHONUNBUFFERED"] = "1"
+    launch_file = INSTALL / "share" / "converseg_ros" / "launch" / "segment.launch.py"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(launch_file), *args],
+        stdout=open(log, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    return proc, log
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+@pytest.mark.timeout(240)
+def test_launch_file_end_to_end_then_sigint_leaves_nothing(ros, tmp_path: Path) -> None:  # noqa: ANN001
+    reason = _launch_available()
+    if reason:
+        pytest.skip(reason)
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from converseg_ros.srv import Segment
+
+    ns, camera = "/cs_launch", "/cs_launch_camera/image_raw"
+    proc, log = start_launch(
+        tmp_path,
+        [f"namespace:={ns}", f"image_topic:={camera}", "preset:=tiny", "device:=cpu", "use_rviz:=true"],
+    )
+    try:
+        launch = psutil.Process(proc.pid)
+        client = ros.create_client(Segment, f"{ns}/segment")
+        deadline = time.monotonic() + 150.0
+        while not ("] active" in log.read_text() and client.wait_for_service(timeout_sec=0.5)):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        children = launch.children(recursive=True)
+        assert any("converseg_node" in " ".join(c.cmdline()) for c in children), children
+        if rviz2_missing():
+            assert "use_rviz: starting without RViz" in log.read_text()
+        camera_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        pub = ros.create_publisher(Image, camera, camera_qos)
+        rgb = photo(160)
+        future = client.call_async(Segment.Request(query="the cup", query_id="launched", frame_policy="next"))
+        spin_for(ros, 0.5)
+        frame = image_msg(ros, rgb, "launch_cam")
+        assert spin_until(ros, future.done, 30.0, step=lambda: pub.publish(frame)), log.read_text()[-3000:]
+        resp = future.result()
+        assert resp.success, resp.message
+        assert resp.result.header.frame_id == "launch_cam" and resp.result.mask.width == rgb.shape[1]
+        assert call(ros, client, Segment.Request(query="  ")).message.startswith("bad query")
+        os.kill(proc.pid, signal.SIGINT)  # as Ctrl-C on `ros2 launch`
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+        psutil.wait_procs(children, timeout=10)
+        left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert not left, f"still running after the launch ended: {left}"
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.timeout(120)
+def test_launch_fails_when_the_node_fails(tmp_path: Path) -> None:
+    """Unknown preset: configure fails, the node exits 2, the launch shuts down and exits non-zero."""
+    reason = _launch_available()
+    if reason:
+        pytest.skip(reason)
+    proc, log = start_launch(tmp_path, ["namespace:=/cs_launch_fail", "preset:=no_such_preset", "device:=cpu"])
+    try:
+        code = proc.wait(90)
+        out = log.read_text()
+        assert code != 0, out[-3000:]
+        assert "converseg_node failed with exit code 2" in out, out[-3000:]
+    finally:
+        stop_group(proc)
+
+
+@pytest.mark.timeout(180)
+def test_launch_killed_with_sigterm_leaves_no_node(tmp_path: Path) -> None:
+    """launch itself leaves its processes running on SIGTERM ("using SIGTERM can result in orphaned
+    processes"); the node it started stops anyway (CONVERSEG_EXIT_WITH_PARENT from the launch file)."""
+    reason = _launch_available()
+    if reason:
+        pytest.skip(reason)
+    proc, log = start_launch(tmp_path, ["namespace:=/cs_launch_term", "preset:=tiny", "device:=cpu"])
+    try:
+        deadline = time.monotonic() + 150.0
+        while "] active" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE], alive
+    finally:
+        stop_group(proc)
+
+
+def test_shipped_profile_is_the_one_the_node_gets() -> None:
+    assert FASTDDS_PROFILE == REPO / "config" / "fastdds_large_frames.xml" and FASTDDS_PROFILE.is_file()
