@@ -32,7 +32,9 @@ def fetch_snapshot(repo_id: str, patterns: list[str], allow_download: bool, what
         raise OfflineError(
             f"{what}: files {patterns} of '{repo_id}' are not in the Hugging Face cache "
             f"({_cache_dir()}) and {reason}. Download them once on a connected machine "
-            f"(allow downloads, e.g. `converseg-segment --preset ... --allow-download`), copy the cache, "
+            f"(allow downloads: `converseg-segment --preset ... --allow-download`, or the node's parameter "
+            f"`ros2 run converseg_ros converseg_node --ros-args -p allow_download:=true`, or `allow_download: true` "
+            f"in the launch file's params_file), copy the cache, "
             f"or pass local paths instead."
         ) from err
     except OSError as err:  # connection errors surface as OSError subclasses

@@ -108,6 +108,7 @@ def test_missing_release_offline_gives_a_clear_error(tmp_path, photo):
     )
     assert proc.returncode == 1
     assert "aadarsh99/ConverSeg-Net-3B" in proc.stderr and "not in the Hugging Face cache" in proc.stderr
+    assert "--allow-download" in proc.stderr and "-p allow_download:=true" in proc.stderr  # CLI and node
     assert "Traceback" not in proc.stderr
 
 
