@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
@@ -149,9 +150,12 @@ def test_lifecycle_services_and_repeated_deactivate_activate(ros: Node, tmp_path
         shutil.copyfile(release_files(tiny_root())["plm_checkpoint"], plm)
         life.transition(Transition.TRANSITION_ACTIVATE, "active")
         first = life.check_active("cycle_0")
+        proc = psutil.Process(node.proc.pid)
         for cycle in (1, 2):
+            active_threads = proc.num_threads()
             life.transition(Transition.TRANSITION_DEACTIVATE, "inactive")
             life.check_inactive()
+            assert proc.num_threads() < active_threads, "no thread ended on deactivation (the inference thread)"
             life.transition(Transition.TRANSITION_ACTIVATE, "active")
             again = life.check_active(f"cycle_{cycle}")
             np.testing.assert_array_equal(again, first)  # the same model reloaded
