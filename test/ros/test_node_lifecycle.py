@@ -132,7 +132,8 @@ class Life:
 
 def test_lifecycle_services_and_repeated_deactivate_activate(ros: Node, tmp_path: Path) -> None:
     """unconfigured -> configure -> activate (fails: corrupt checkpoint; stays inactive, serving) -> activate
-    (good file) -> 2 x (deactivate, activate) -> deactivate -> cleanup -> shutdown, then a clean exit."""
+    (good file) -> 2 x (deactivate, activate) -> deactivate -> cleanup -> configure -> activate -> shutdown,
+    then a clean exit."""
     plm = corrupt_plm(tmp_path)
     node = start_node(ros, NS, ["-p", "autostart:=false", "-p", plm_override(plm)], tmp_path / "n.log", active=False)
     life = Life(ros)
@@ -163,10 +164,14 @@ def test_lifecycle_services_and_repeated_deactivate_activate(ros: Node, tmp_path
         life.transition(Transition.TRANSITION_DEACTIVATE, "inactive")
         life.transition(Transition.TRANSITION_CLEANUP, "unconfigured")
         life.wait_graph({"image_subs": 0, "query_subs": 0, "result_pubs": 0, "segment": 0})
-        life.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN, "finalized")
+        life.transition(Transition.TRANSITION_CONFIGURE, "inactive")  # configured again from scratch
+        life.transition(Transition.TRANSITION_ACTIVATE, "active")
+        np.testing.assert_array_equal(life.check_active("reconfigured"), first)
+        life.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN, "finalized")  # straight from active
+        life.wait_graph({"image_subs": 0, "query_subs": 0, "result_pubs": 0, "segment": 0})
         assert node.alive(), node.output()[-3000:]
     finally:
         code = node.stop()
     out = node.output()
     assert code == 0, f"exit code {code}:\n{out[-3000:]}"
-    assert out.count("model loaded in") == 3 and "Traceback" not in out, out[-3000:]
+    assert out.count("model loaded in") == 4 and "Traceback" not in out, out[-3000:]
