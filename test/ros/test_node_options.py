@@ -112,7 +112,7 @@ def test_jpeg_through_the_node_with_frame_id_override(ros: Node, opt: NodeProces
 
 def test_region_masks_off_and_contour_points_capped(ros: Node, node_proc: NodeProcess, opt: NodeProcess) -> None:
     """Same frame to both nodes: the same mask and regions; the options node sends no region masks and at most
-    CONTOUR_POINTS contour points (on the region's outline), the shared node the masks and longer contours."""
+    CONTOUR_POINTS contour points (pixels of the region), the shared node the masks and longer contours."""
     full = segment(ros, NS, RGB, "defaults")
     cut = segment(ros, OPT, RGB, "options")
     assert full.regions and cut.regions
