@@ -47,7 +47,8 @@ class NodeProcess:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def alive(self) -> bool:
@@ -65,17 +66,25 @@ class NodeProcess:
         return self.proc.returncode
 
 
-def start_node(ros: Node, namespace: str, extra: list[str], log: Path, timeout: float = 90.0) -> NodeProcess:
-    """Start a node and wait until its segment service answers (i.e. it is configured and active)."""
+def start_node(
+    ros: Node, namespace: str, extra: list[str], log: Path, timeout: float = 90.0, active: bool = True
+) -> NodeProcess:
+    """Start a node and wait until its segment service answers (i.e. it is configured and active), or with
+    ``active=False`` (``autostart: false``) until its lifecycle services answer."""
+    from lifecycle_msgs.srv import GetState
+
     from converseg_ros.srv import Segment
 
     node = NodeProcess(namespace, extra, log)
-    client = ros.create_client(Segment, f"{namespace}/segment")
+    if active:
+        client = ros.create_client(Segment, f"{namespace}/segment")
+    else:
+        client = ros.create_client(GetState, f"{namespace}/converseg_node/get_state")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert node.alive(), f"converseg_node exited early:\n{node.output()}"
-        if client.wait_for_service(timeout_sec=0.5) and "] active" in node.output():
+        if client.wait_for_service(timeout_sec=0.5) and (not active or "] active" in node.output()):
             ros.destroy_client(client)
             return node
     node.stop()
-    raise AssertionError(f"converseg_node not active after {timeout} s:\n{node.output()}")
+    raise AssertionError(f"converseg_node not {'active' if active else 'up'} after {timeout} s:\n{node.output()}")

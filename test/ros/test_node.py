@@ -11,12 +11,21 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import GetParameters
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from ros_helpers import Collector, call, check_mask, image_msg, photo, same_header, spin_for, spin_until
+from ros_helpers import (
+    Collector,
+    Harness,
+    call,
+    check_mask,
+    image_msg,
+    photo,
+    same_header,
+    spin_for,
+    spin_until,
+)
 from ros_nodes import NS, REPO
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -31,67 +40,11 @@ RGB = photo(160)  # 160 x 107
 H, W = RGB.shape[:2]
 
 
-class Harness:
-    """Publishers, subscribers and service clients of the test helper node, talking to NS."""
-
-    def __init__(self, ros) -> None:  # noqa: ANN001
-        self.ros = ros
-        self.image_pub = ros.create_publisher(Image, f"{NS}/image", qos.output_qos(1))
-        self.query_pub = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())
-        self.text_pub = ros.create_publisher(String, f"{NS}/query_text", qos.command_qos())
-        self.results = Collector(ros, SegmentationResult, f"{NS}/result")
-        self.masks = Collector(ros, Image, f"{NS}/mask")
-        self.overlays = Collector(ros, Image, f"{NS}/overlay", qos.output_qos(1))
-        self.diagnostics = Collector(ros, DiagnosticArray, "/diagnostics")
-        self.segment = ros.create_client(Segment, f"{NS}/segment")
-        self.enable = ros.create_client(SetBool, f"{NS}/enable")
-        self.clear = ros.create_client(Trigger, f"{NS}/clear_query")
-        spin_until(
-            ros,
-            lambda: (
-                self.image_pub.get_subscription_count()
-                and self.query_pub.get_subscription_count()
-                and self.results.sub.get_publisher_count()
-            ),
-            20.0,
-        )
-        # image_reliability: auto follows our reliable publisher (re-checked every second)
-        spin_until(ros, lambda: self.diag("image_reliability") == "reliable", 10.0)
-
-    def send_image(
-        self, frame_id: str, age_s: float = 0.0, rgb: np.ndarray = RGB, encoding: str = "rgb8"
-    ) -> Image:
-        msg = image_msg(self.ros, rgb, frame_id, age_s, encoding)
-        self.image_pub.publish(msg)  # once: the node follows this reliable publisher (image_reliability: auto)
-        spin_for(self.ros, 0.1)
-        return msg
-
-    def send_query(self, qid: str, text: str, once: bool = False) -> None:
-        msg = SegmentationQuery(id=qid, text=text, mode=SegmentationQuery.MODE_ONCE if once else 0)
-        msg.header.stamp = self.ros.get_clock().now().to_msg()
-        self.query_pub.publish(msg)
-
-    def result_for(self, qid: str, timeout: float = 15.0, pred=None, step=None) -> SegmentationResult | None:  # noqa: ANN001
-        """First result for ``qid`` matching ``pred``; ``step`` runs between spins (e.g. to republish)."""
-        ok = pred or (lambda r: True)
-        found = lambda: next(iter(self.results.matching(lambda r: r.query_id == qid and ok(r))), None)  # noqa: E731
-        return spin_until(self.ros, found, timeout, step)
-
-    def diag(self, key: str) -> str:
-        spin_until(self.ros, lambda: self.diagnostics.items, 5.0)
-        values = {kv.key: kv.value for kv in self.diagnostics.items[-1].status[0].values}
-        return values[key]
-
-    def fresh_diag(self, key: str) -> str:
-        """``key`` from a diagnostics message published after this call."""
-        seen = len(self.diagnostics.items)
-        spin_until(self.ros, lambda: len(self.diagnostics.items) > seen, 5.0)
-        return self.diag(key)
-
-
 @pytest.fixture(scope="module")
 def h(ros, node_proc):  # noqa: ANN001
-    return Harness(ros)
+    harness = Harness(ros, NS, RGB)
+    yield harness
+    harness.close()
 
 
 @pytest.fixture(autouse=True)
