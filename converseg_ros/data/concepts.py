@@ -6,7 +6,7 @@ FAMILIES: tuple[str, ...] = ("entities", "spatial", "relations", "affordances", 
 OTHER = "other"
 
 # Sub-types of each family as named in the data engine's meta-prompts (reference_implementation.md §5.2).
-_SUBTYPES: dict[str, tuple[str, ...]] = {
+SUBTYPES: dict[str, tuple[str, ...]] = {
     "entities": (
         "instances_and_agents",
         "stuff_surfaces_regions",
@@ -62,7 +62,7 @@ def concept_family(concept: str | None) -> str:
     for prefix, family in _PREFIXES.items():
         if label.startswith(prefix):
             return family
-    for family, subtypes in _SUBTYPES.items():
+    for family, subtypes in SUBTYPES.items():
         if any(part in subtypes for part in label.replace("/", ".").split(".")):
             return family
     return OTHER

@@ -77,7 +77,7 @@ def sam2_spec(preset: str, weights: str = "release", checkpoint: str | None = No
 def load_box_sam2(preset: str, weights: str = "release", checkpoint: str | None = None,
                   allow_download: bool = False, device: str = "auto"):
     """SAM2Base (fp32, eval) for box prompts (built once per process and arguments)."""
-    from converseg_ros.modeling.build import _load_sam2, resolve_device_names
+    from converseg_ros.modeling.build import load_sam2, resolve_device_names
 
     device, _ = resolve_device_names(device, "auto")
-    return _load_sam2(sam2_spec(preset, weights, checkpoint, allow_download)).float().eval().to(device)
+    return load_sam2(sam2_spec(preset, weights, checkpoint, allow_download)).float().eval().to(device)

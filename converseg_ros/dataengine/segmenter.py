@@ -57,7 +57,7 @@ class BoxSegmenter:
         corners[..., 1] = corners[..., 1] * scale_y + geo.top
         labels = torch.tensor([[2, 3]] * len(boxes), dtype=torch.int32)
         with self._lock, torch.inference_mode():
-            features = encode_images(self.sam, to_sam_pixels([square], self.device))
+            features = encode_images(self.sam, to_sam_pixels([square], size, self.device))
             sparse, dense = self.sam.sam_prompt_encoder(
                 points=(corners.to(self.device), labels.to(self.device)), boxes=None, masks=None
             )

@@ -87,7 +87,9 @@ class ConverSegNet(nn.Module):
         return decode_masks(self.sam, features, sparse.float(), dense.float())
 
 
-def _load_sam2(spec: ModelSpec) -> nn.Module:
+def load_sam2(spec: ModelSpec) -> nn.Module:
+    """SAM2 alone from a resolved spec: the fine-tuned file memory-mapped when it holds every key, else the
+    base weights with the fine-tuned (partial) file on top."""
     from accelerate import init_empty_weights
 
     finetuned = spec.sam2_checkpoint
@@ -171,7 +173,7 @@ def build_model(
         spec = load_preset(spec)
     spec = resolve_files(spec, allow_download)
     torch_device, dtype = resolve_device_precision(device, precision)
-    sam = _load_sam2(spec)
+    sam = load_sam2(spec)
     attention = resolve_attention(attention, torch_device, dtype)
     adapter, processor = _load_adapter(spec, sam.sam_mask_decoder.transformer_dim, dtype, attention)
     log.info("Qwen attention: %s", attention)

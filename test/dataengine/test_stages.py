@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from dataengine_inputs import photo
 
-from converseg_ros.data.concepts import _SUBTYPES, FAMILIES, concept_family
+from converseg_ros.data.concepts import FAMILIES, SUBTYPES, concept_family
 from converseg_ros.dataengine.models import load_box_sam2
 from converseg_ros.dataengine.segmenter import BoxSegmenter
 from converseg_ros.dataengine.stages import captions, prompts, verify_masks, verify_prompts
@@ -43,7 +43,7 @@ def test_schemas_are_strict_json_schema(schema):
 def test_families_are_the_benchmarks():
     assert tuple(prompts.FAMILY_GUIDES) == FAMILIES
     for family, (_, _, _, subtypes) in prompts.FAMILY_GUIDES.items():
-        assert tuple(subtypes) == _SUBTYPES[family]
+        assert tuple(subtypes) == SUBTYPES[family]
         assert all(concept_family(s) == family for s in subtypes)
 
 
