@@ -94,7 +94,9 @@ def test_tracking_grounds_then_follows_and_regrounds_every_n(ros, tracking) -> N
     assert [r.grounding_reason for r in seq if r.grounded][:3] == ["start", "every_n", "every_n"]
     tracked = [r for r in seq if not r.grounded]
     assert tracked and all(r.inference_ms > 0 and (r.mask.width, r.mask.height) == (160, 120) for r in tracked)
-    costs = {kind: np.median([r.encode_ms + r.inference_ms for r in seq if r.grounded == kind]) for kind in (True, False)}
+    costs = {
+        kind: np.median([r.encode_ms + r.inference_ms for r in seq if r.grounded == kind]) for kind in (True, False)
+    }
     print(f"model ms per frame over DDS: grounded {costs[True]:.1f}, tracked {costs[False]:.1f}")
     assert "query trk (tracked)" in node.output()
 
@@ -114,8 +116,9 @@ def test_reground_on_request_and_on_low_scores(ros, tracking) -> None:  # noqa: 
     assert "request" in [r.grounding_reason for r in later], [(r.grounded, r.grounding_reason) for r in later]
     check_sequence(answers(results, "trk"))
 
-    for name, value, reason in (("track_min_object_score", 1.0e6, "low_object_score"), ("track_min_iou", 1.0, "low_iou")):
-        set_parameters(ros, NODE, track_min_object_score=-1.0e6, track_min_iou=0.0, **{name: value})
+    forced = (("track_min_object_score", 1.0e6, "low_object_score"), ("track_min_iou", 1.0, "low_iou"))
+    for name, value, reason in forced:
+        set_parameters(ros, NODE, **{"track_min_object_score": -1.0e6, "track_min_iou": 0.0, name: value})
         seen = len(answers(results, "trk"))
         later = wait_answers(ros, results, "trk", seen + 4)[seen + 1 :]  # (one may have been under way)
         assert all(r.grounded and r.grounding_reason == reason for r in later), [
