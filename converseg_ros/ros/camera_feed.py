@@ -21,6 +21,7 @@ class Cached:
     frame: Frame
     encoding: Any  # FrameEncoding (its Qwen prefix may be missing: tracked frames need SAM2 only)
     rgb: np.ndarray
+    pre_encoded: bool = False  # encoded ahead of any query (pre_encode_hz)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from converseg_ros.ros.jobs import WorkerStats
 def _stats_values(stats: WorkerStats) -> dict[str, str]:
     return {
         "frames_encoded": str(stats.frames_encoded),
+        "frames_pre_encoded": str(stats.frames_pre_encoded),
+        "answers_pre_encoded": str(stats.answers_pre_encoded),
         "batches": str(stats.batches),
         "frames_stale": str(stats.frames_stale),
         "frames_bad": str(stats.frames_bad),
@@ -71,6 +73,8 @@ def diagnostics_msg(node: Any) -> DiagnosticArray:
     if stats is not None:
         values.update(_stats_values(stats))
         values["pending_jobs"] = str(worker.pending_jobs)
+        if node.publisher is not None:
+            values["batches_waiting_publication"] = str(node.publisher.pending)
     cameras = list(node.cameras.values())
     statuses = [status]
     if len(cameras) == 1 and not cameras[0].name:

@@ -79,6 +79,7 @@ class WorkerSettings:
 
     max_image_age_s: float = 1.0
     max_rate_hz: float = 0.0
+    pre_encode_hz: float = 0.0  # encode each camera's newest frame while idle, at most this often; 0 = off
     min_region_area_px: int = 64
     max_regions: int = 10
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -88,7 +89,9 @@ class WorkerSettings:
 class WorkerStats:
     """Counters for diagnostics and benchmarks (the node's totals, and each camera's own)."""
 
-    frames_encoded: int = 0  # frames decoded and encoded by the model (once each)
+    frames_encoded: int = 0  # frames decoded and encoded by the model (once each), pre-encoded ones included
+    frames_pre_encoded: int = 0  # of those, encoded ahead of any query (pre_encode_hz)
+    answers_pre_encoded: int = 0  # language answers given on a frame encoded ahead (no encoding waited for)
     batches: int = 0  # inference rounds (a frame's encoding may serve several rounds)
     frames_stale: int = 0
     frames_bad: int = 0

@@ -38,6 +38,7 @@ from converseg_ros.ros.interfaces import Reground, Segment, SegmentationQuery, S
 from converseg_ros.ros.matched_input import MatchedInput
 from converseg_ros.ros.model import ModelChoice, check_model, load_engine
 from converseg_ros.ros.outputs import UNTRAINED_BANNER, Outputs
+from converseg_ros.ros.publish_queue import PublishQueue
 from converseg_ros.ros.worker import (
     MODE_CONTINUOUS,
     MODE_ONCE,
@@ -70,6 +71,7 @@ class ConverSegNode(LifecycleNode):
         self.choice: ModelChoice | None = None
         self.engine: Any = None
         self.worker: InferenceWorker | None = None
+        self.publisher: PublishQueue | None = None  # converts and publishes batches off the inference thread
         self.outputs = Outputs(self)
         self.cameras: dict[str, CameraIO] = {}  # by name ("" = the unnamed camera)
         self.active = False
@@ -170,11 +172,12 @@ class ConverSegNode(LifecycleNode):
             self.get_logger().warning(f"[{NODE_NAME}] " + UNTRAINED_BANNER.format(preset=choice.preset))
         self._subscribe()
         feeds = [CameraFeed(c.name, c.slot, c.image_topic) for c in self.cameras.values()]
+        self.publisher = PublishQueue(self.outputs.publish_batch, self._on_publish_error)
         self.worker = InferenceWorker(
             self.engine,
             feeds,
             self._decode,
-            self.outputs.publish_batch,
+            self.publisher.put,
             self._now_ns,
             self._worker_settings(),
             on_stale=self._on_stale,
@@ -227,6 +230,9 @@ class ConverSegNode(LifecycleNode):
             if not stopped:  # only when exiting (short wait): the process exit frees the model under it
                 self.get_logger().warning(f"[{NODE_NAME}] inference still running after {wait_s:.0f} s")
                 free_model = False
+        if self.publisher is not None:  # what was computed is still published (publishers live until cleanup)
+            self.publisher.close(min(wait_s, 10.0))
+            self.publisher = None
         for camera in self.cameras.values():
             camera.slot.clear()
         if free_model:
@@ -555,6 +561,13 @@ class ConverSegNode(LifecycleNode):
             encode(self.outputs.overlay(batch, outcome, resp.result), "rgb8", resp.overlay, header)
         return resp
 
+    def _on_publish_error(self, batch: Any, exc: BaseException) -> None:
+        reason = f"publish failed: {type(exc).__name__}: {exc}"
+        self.get_logger().error(f"[{NODE_NAME}] {reason}", throttle_duration_sec=self.cfg.log_throttle_s)
+        worker = self.worker
+        if worker is not None:
+            worker.report_error(batch.camera, reason)
+
     # -- decoding (worker thread) ------------------------------------------------------------------
     def _decode(self, msg: Any) -> np.ndarray:
         if isinstance(msg, CompressedImage):
@@ -565,7 +578,10 @@ class ConverSegNode(LifecycleNode):
     def _worker_settings(self) -> WorkerSettings:
         c = self.cfg
         tracking = TrackingConfig(c.track_min_object_score, c.track_min_iou, c.track_reground_every)
-        return WorkerSettings(c.max_image_age_s, c.max_rate_hz, c.min_region_area_px, c.max_regions, tracking)
+        return WorkerSettings(
+            max_image_age_s=c.max_image_age_s, max_rate_hz=c.max_rate_hz, pre_encode_hz=c.pre_encode_hz,
+            min_region_area_px=c.min_region_area_px, max_regions=c.max_regions, tracking=tracking,
+        )
 
     def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
         new = {p.name: p.value for p in changes}

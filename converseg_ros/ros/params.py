@@ -16,6 +16,8 @@ CV_BRIDGE_POLICIES = ("auto", "never", "always")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAM2_PRECISIONS = ("fp32", "bf16")
+OVERLAP_MODES = ("auto", "on", "off")  # engine/overlap.py
+ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")  # modeling/build.py
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: it becomes a topic namespace
 
 
@@ -29,6 +31,9 @@ class NodeConfig:
     device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:N
     precision: str = "auto"  # auto (bf16 on cuda, fp32 on cpu), fp32, bf16, fp16
     sam2_precision: str = "fp32"  # SAM2 image encoder: fp32 (the authors') or bf16 autocast (faster, a deviation)
+    overlap: str = "auto"  # SAM2 encoder and Qwen prefix of a frame at once: auto (CUDA only), on, off
+    attention: str = "auto"  # Qwen attention kernels: auto (flash-attention 2 on CUDA if installed, else sdpa)
+    compile_sam2: bool = False  # torch.compile the SAM2 image encoder and mask decoder (slow first frames)
     warmup: bool = True  # one synthetic inference at activation
     autostart: bool = True  # configure + activate at start-up
     cameras: tuple[str, ...] = ("",)  # camera names (topics <name>/image, <name>/result, ...); "" = one unnamed
@@ -36,6 +41,7 @@ class NodeConfig:
     frame_policy: str = "latest"  # default for once-queries and the service: latest cached frame or next one
     max_image_age_s: float = 1.0  # frames older than this (header stamp vs node clock) are rejected; 0 = off
     max_rate_hz: float = 0.0  # cap on continuous inference rate (per camera); 0 = as fast as the model goes
+    pre_encode_hz: float = 0.0  # while no query is due, encode each camera's newest frame at most this often; 0 = off
     track_reground_every: int = 30  # tracked queries: ground again after this many frames; 0 = never by count
     track_min_iou: float = 0.5  # tracked queries: ground again when the predicted IoU is at or below this
     track_min_object_score: float = 0.0  # tracked queries: ground again at or below this object-score logit
@@ -82,6 +88,9 @@ DESCRIPTIONS: dict[str, str] = {
     "device": "auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
     "precision": "auto (bf16 on cuda, fp32 on cpu), fp32, bf16 or fp16.",
     "sam2_precision": "SAM2 image encoder precision: fp32 (as the authors) or bf16 autocast (faster; a deviation).",
+    "overlap": "Run a frame's SAM2 encoder and Qwen prefix at once: auto (on CUDA only), on or off.",
+    "attention": "Qwen attention kernels: auto (flash_attention_2 on CUDA when installed, else sdpa), sdpa, ...",
+    "compile_sam2": "torch.compile the SAM2 image encoder and mask decoder (the first frames pay the compile).",
     "warmup": "Run one synthetic inference at activation.",
     "autostart": "Configure and activate at start-up.",
     "cameras": (
@@ -91,6 +100,10 @@ DESCRIPTIONS: dict[str, str] = {
     "query": "Initial continuous query; empty for none.",
     "frame_policy": "Frame for once-queries and the service: latest (cached, if fresh) or next (after it).",
     "max_image_age_s": "Reject frames older than this (header stamp vs node clock); 0 disables.",
+    "pre_encode_hz": (
+        "While no query is due, keep each camera's newest frame encoded, at most this often (Hz): a new "
+        "'latest' query is then answered at cached-query cost on a frame at most max_image_age_s old. 0 = off."
+    ),
     "max_rate_hz": "Cap on the continuous inference rate of each camera (continuous and tracked); 0 = unlimited.",
     "track_reground_every": "Tracked queries: ground again with the full model after this many frames; 0 = never.",
     "track_min_iou": "Tracked queries: ground again when the mask's predicted IoU is at or below this (0..1).",
@@ -132,11 +145,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "use_cv_bridge": CV_BRIDGE_POLICIES,
     "precision": PRECISIONS,
     "sam2_precision": SAM2_PRECISIONS,
+    "overlap": OVERLAP_MODES,
+    "attention": ATTENTIONS,
 }
 RUNTIME_SETTABLE = (
     "query",
     "max_image_age_s",
     "max_rate_hz",
+    "pre_encode_hz",
     "overlay_alpha",
     "frame_policy",
     "frame_timeout_s",

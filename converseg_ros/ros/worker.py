@@ -8,6 +8,13 @@ job and notify. Frames are never queued: a frame that arrives while the model is
 one of its camera. Cameras are served round robin (the camera after the one served last goes first), so a
 60 Hz camera cannot starve a 2 Hz one. A job that waits for a camera frame longer than its
 ``frame_timeout_s`` is answered with the reason.
+
+With ``pre_encode_hz`` > 0 the worker, when no camera has work due, encodes each camera's newest fresh frame
+(SAM2 and the Qwen prefix, at most ``pre_encode_hz`` times a second per camera); a once-query or service
+call with frame policy ``latest`` is then answered on that encoded frame while it is younger than
+``max_image_age_s``, at the cost of a query on a cached frame. Computed batches go to ``publish`` (the node
+hands it a :class:`~converseg_ros.ros.publish_queue.PublishQueue`, so conversion and publication overlap the
+next frame's encoding).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class Plan:
     queries: list[Query]  # language queries: the continuous query and the jobs'
     jobs: list[Job]
     tracks: TrackPlan | None = None
+    pre_encode: bool = False  # only encode the frame, ahead of any query (pre_encode_hz)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -349,7 +357,39 @@ class InferenceWorker:
                 self._next = (i + 1) % count
                 return plan, 0.0
             wait_s = min(wait_s, feed_wait)
+        if self.settings.pre_encode_hz > 0:  # idle: keep the newest frames encoded, round robin too
+            for k in range(count):
+                i = (self._next + k) % count
+                plan, feed_wait = self._plan_pre_encode(self.feeds[i], now)
+                if plan is not None:
+                    self._next = (i + 1) % count
+                    return plan, 0.0
+                wait_s = min(wait_s, feed_wait)
         return None, wait_s
+
+    def _plan_pre_encode(self, feed: CameraFeed, now: int) -> tuple[Plan | None, float]:
+        """Encode ``feed``'s newest fresh frame ahead of any query, unless it is encoded or the camera's
+        pre-encoding rate says wait (lock held)."""
+        frame = feed.slot.latest()
+        if frame is None or not self._fresh(frame, now):
+            return None, 1.0
+        cache = feed.cache
+        if cache is not None and cache.frame.seq == frame.seq and cache.encoding.prefix is not None:
+            return None, 1.0
+        t = time.monotonic()
+        due = feed.last_pre_encode + 1.0 / self.settings.pre_encode_hz
+        if t < due:
+            return None, due - t
+        feed.last_pre_encode = t
+        return Plan(feed, frame, [], [], pre_encode=True), 0.0
+
+    def _encoded_ahead(self, feed: CameraFeed, now: int) -> Any:
+        """The camera's cached encoding that a ``latest`` query may use instead of a new frame: with
+        pre-encoding on, complete (Qwen prefix) and fresh; else None (lock held)."""
+        cache = feed.cache
+        if self.settings.pre_encode_hz <= 0 or cache is None or cache.encoding.prefix is None:
+            return None
+        return cache if self._fresh(cache.frame, now) else None
 
     def _plan_feed(self, feed: CameraFeed, now: int) -> tuple[Plan | None, float]:
         """Work due on ``feed``'s newest fresh frame (or, with pre-encoding, its encoded one), lock held."""
@@ -380,6 +420,12 @@ class InferenceWorker:
         jobs = [j for j in self._jobs if self._wants(j, feed, frame)]
         if not (continuous_due or step_due or starts_due or jobs):
             return None, wait_s
+        ahead = self._encoded_ahead(feed, now) if not (continuous_due or step_due or starts_due) else None
+        if ahead is not None and any(j.policy == "latest" for j in jobs):  # answered on the encoded frame
+            ready = [j for j in jobs if j.policy == "latest"]
+            for job in ready:
+                self._jobs.remove(job)
+            return Plan(feed, ahead.frame, [j.query for j in ready], ready), 0.0
         for job in jobs:
             self._jobs.remove(job)
         queries = [feed.continuous] if continuous_due else []
@@ -408,10 +454,12 @@ class InferenceWorker:
         by_id = {id(o.query): o for o in batch.outcomes}
         for job in plan.jobs:
             self._finish(job, batch, by_id[id(job.query)])
+        if not batch.outcomes:  # (a pre-encoded frame: nothing to publish)
+            return
         try:
             self._publish(batch)
         except Exception as exc:  # noqa: BLE001 - a publishing bug must not kill the worker
-            self._error(plan.feed, f"publish failed: {type(exc).__name__}: {exc}")
+            self.report_error(plan.feed, f"publish failed: {type(exc).__name__}: {exc}")
 
     def _finish(self, job: Job, batch: Batch | None, outcome: Outcome) -> None:
         if job.done.is_set():  # already answered (stopped while its batch ran)
@@ -436,10 +484,12 @@ class InferenceWorker:
         cached = feed.cache if feed is not None and frame.seq and feed.cache is not None else None
         cached = cached if cached is not None and cached.frame.seq == frame.seq else None
         starts = plan.tracks.starts if plan.tracks is not None else {}
-        language = bool(plan.queries or starts)  # needs the Qwen image prefix
+        language = bool(plan.queries or starts or plan.pre_encode)  # needs the Qwen image prefix
         encode_ms = 0.0
         if cached is not None:
             encoding, rgb = cached.encoding, cached.rgb
+            if cached.pre_encoded and plan.queries:
+                self._count(feed, "answers_pre_encoded", len(plan.queries))
         else:
             try:
                 rgb = self._decode(frame.msg)
@@ -454,8 +504,10 @@ class InferenceWorker:
                 return failed(self._model_failure(exc, feed), rgb)
             encode_ms = (time.perf_counter() - t0) * 1e3
             if feed is not None and frame.seq:
-                feed.cache = Cached(frame, encoding, rgb)
+                feed.cache = Cached(frame, encoding, rgb, pre_encoded=plan.pre_encode)
             self._count(feed, "frames_encoded")
+            if plan.pre_encode:
+                self._count(feed, "frames_pre_encoded")
         if language and encoding.prefix is None:
             t0 = time.perf_counter()
             try:
@@ -463,6 +515,10 @@ class InferenceWorker:
             except Exception as exc:  # noqa: BLE001
                 return failed(self._model_failure(exc, feed), rgb)
             encode_ms += (time.perf_counter() - t0) * 1e3
+        if plan.pre_encode:
+            for stats in self._stats(feed):
+                stats.last_encode_ms = encode_ms
+            return Batch(frame, rgb, [], encode_ms, camera=camera)
         self._count(feed, "batches")
         t0 = time.perf_counter()
         outcomes = self._segment(feed, encoding, plan.queries) if plan.queries else []
@@ -573,6 +629,10 @@ class InferenceWorker:
     def _count(self, feed: CameraFeed | None, name: str, n: int = 1) -> None:
         for stats in self._stats(feed):
             setattr(stats, name, getattr(stats, name) + n)
+
+    def report_error(self, feed: CameraFeed | str | None, reason: str) -> None:
+        """Count an error of ``feed`` (or the camera of that name) and keep it as the last error."""
+        self._error(self._by_name.get(feed) if isinstance(feed, str) else feed, reason)
 
     def _error(self, feed: CameraFeed | None, reason: str) -> None:
         self._count(feed, "errors")

@@ -152,6 +152,14 @@ def test_tracking_defaults_are_the_engines() -> None:
     )
 
 
+def test_engine_option_choices_are_the_engines() -> None:
+    from converseg_ros.engine.overlap import OVERLAP_MODES
+    from converseg_ros.modeling.build import ATTENTION_IMPLEMENTATIONS
+    from converseg_ros.ros.params import CHOICES
+
+    assert CHOICES["overlap"] == OVERLAP_MODES and CHOICES["attention"] == ATTENTION_IMPLEMENTATIONS
+
+
 def _launch_literals() -> dict[str, object]:
     tree = ast.parse((REPO / "launch" / "segment.launch.py").read_text())
     return {
