@@ -28,6 +28,7 @@ from visualization_msgs.msg import MarkerArray
 from converseg_ros.engine.tracking import TrackingConfig
 from converseg_ros.ros import conversions as conv
 from converseg_ros.ros import params, qos
+from converseg_ros.ros.accounts import free_accelerator_cache
 from converseg_ros.ros.cameras import CameraIO
 from converseg_ros.ros.depth import Intrinsics
 from converseg_ros.ros.diagnostics import diagnostics_msg
@@ -49,7 +50,6 @@ from converseg_ros.ros.worker import (
     Job,
     Query,
     WorkerSettings,
-    free_accelerator_cache,
 )
 
 NODE_NAME = "converseg_node"

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from converseg_ros.engine.tracking import QueryTracker, TrackResult
-from converseg_ros.errors import ConverSegError, ImageError, QueryError
+from converseg_ros.errors import ImageError, QueryError
+from converseg_ros.ros.accounts import Accounts
 from converseg_ros.ros.camera_feed import Cached, CameraFeed, TrackPlan
 from converseg_ros.ros.frame_slot import Frame, LatestSlot
 from converseg_ros.ros.image_codec import ImageCodecError
@@ -46,9 +46,7 @@ from converseg_ros.ros.jobs import (  # noqa: F401 - re-exported: the worker's v
     WorkerSettings,
     WorkerStats,
 )
-
-# Per-query model time of a tracked answer (the frame's encoders are the batch's encode_ms).
-_TRACK_QUERY_TIMINGS = ("qwen_suffix_ms", "decode_ms", "memory_attention_ms", "memory_encode_ms")
+from converseg_ros.ros.track_runner import TrackRunner
 
 
 @dataclass
@@ -61,22 +59,6 @@ class Plan:
     jobs: list[Job]
     tracks: TrackPlan | None = None
     pre_encode: bool = False  # only encode the frame, ahead of any query (pre_encode_hz)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA (or CPU allocator) out-of-memory errors."""
-    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
-
-
-def free_accelerator_cache() -> None:
-    """Release cached GPU memory after an OOM (no-op without CUDA)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001 - best effort only
-        pass
 
 
 class InferenceWorker:
@@ -104,12 +86,14 @@ class InferenceWorker:
         self._by_name = {f.name: f for f in self.feeds}
         self.settings = settings
         self.stats = WorkerStats()  # the node's totals (each feed keeps its own)
+        self.accounts = Accounts(self.stats, self.feeds)
         self._decode = decode
         self._publish = publish
         self._clock_ns = clock_ns
         self._on_stale = on_stale
         self._on_expired = on_expired
         self._cond = threading.Condition()
+        self._tracks = TrackRunner(engine, self.accounts, self._cond)
         self._jobs: collections.deque[Job] = collections.deque()
         self._enabled = True
         self._next = 0  # round robin: the camera to look at first
@@ -284,7 +268,7 @@ class InferenceWorker:
                     try:
                         self._on_expired(job)
                     except Exception as exc:  # noqa: BLE001 - a reporting bug must not kill the worker
-                        self._error(None, f"reporting an expired query failed: {type(exc).__name__}: {exc}")
+                        self.accounts.error(None, f"reporting an expired query failed: {type(exc).__name__}: {exc}")
             if plan is not None:
                 self._run(plan)
                 with self._cond:
@@ -400,7 +384,7 @@ class InferenceWorker:
         if frame.seq > feed.seen_seq:
             feed.seen_seq = frame.seq
             if not fresh:
-                self._count(feed, "frames_stale")
+                self.accounts.count(feed, "frames_stale")
                 feed.slot.mark_taken(frame.seq)
                 if self._on_stale is not None:
                     self._on_stale(frame, (now - frame.stamp_ns) / 1e9, feed.name)
@@ -473,12 +457,12 @@ class InferenceWorker:
         feed, frame = plan.feed, plan.frame
         camera = feed.name if feed is not None else ""
         if plan.tracks is not None:
-            self._apply_track_requests(feed, plan.tracks)
+            self._tracks.apply_requests(feed, plan.tracks, self.settings.tracking)
 
         def failed(reason: str, rgb: np.ndarray | None = None) -> Batch:  # (counted by the caller)
             outcomes = [Outcome(q, error=reason) for q in plan.queries]
             if plan.tracks is not None:
-                outcomes += self._tracks_failed(feed, plan.tracks, reason)
+                outcomes += self._tracks.failed(feed, plan.tracks, reason)
             return Batch(frame, rgb, outcomes, camera=camera)
 
         cached = feed.cache if feed is not None and frame.seq and feed.cache is not None else None
@@ -489,48 +473,48 @@ class InferenceWorker:
         if cached is not None:
             encoding, rgb = cached.encoding, cached.rgb
             if cached.pre_encoded and plan.queries:
-                self._count(feed, "answers_pre_encoded", len(plan.queries))
+                self.accounts.count(feed, "answers_pre_encoded", len(plan.queries))
         else:
             try:
                 rgb = self._decode(frame.msg)
             except (ImageCodecError, ImageError) as exc:
-                return failed(self._bad_image(feed, exc))
+                return failed(self.accounts.bad_image(feed, exc))
             t0 = time.perf_counter()
             try:
                 encoding = self.engine.encode_frame(rgb) if language else self.engine.encode_sam_frame(rgb)
             except ImageError as exc:
-                return failed(self._bad_image(feed, exc), rgb)
+                return failed(self.accounts.bad_image(feed, exc), rgb)
             except Exception as exc:  # noqa: BLE001 - model failures are reported, the node keeps serving
-                return failed(self._model_failure(exc, feed), rgb)
+                return failed(self.accounts.model_failure(exc, feed), rgb)
             encode_ms = (time.perf_counter() - t0) * 1e3
             if feed is not None and frame.seq:
                 feed.cache = Cached(frame, encoding, rgb, pre_encoded=plan.pre_encode)
-            self._count(feed, "frames_encoded")
+            self.accounts.count(feed, "frames_encoded")
             if plan.pre_encode:
-                self._count(feed, "frames_pre_encoded")
+                self.accounts.count(feed, "frames_pre_encoded")
         if language and encoding.prefix is None:
             t0 = time.perf_counter()
             try:
                 self.engine.add_prefix(encoding)
             except Exception as exc:  # noqa: BLE001
-                return failed(self._model_failure(exc, feed), rgb)
+                return failed(self.accounts.model_failure(exc, feed), rgb)
             encode_ms += (time.perf_counter() - t0) * 1e3
         if plan.pre_encode:
-            for stats in self._stats(feed):
+            for stats in self.accounts.stats_of(feed):
                 stats.last_encode_ms = encode_ms
             return Batch(frame, rgb, [], encode_ms, camera=camera)
-        self._count(feed, "batches")
+        self.accounts.count(feed, "batches")
         t0 = time.perf_counter()
         outcomes = self._segment(feed, encoding, plan.queries) if plan.queries else []
         segment_ms = (time.perf_counter() - t0) * 1e3
         if plan.tracks is not None:
             had_prefix = encoding.prefix is not None
-            outcomes += self._run_tracks(feed, encoding, plan.tracks)
+            outcomes += self._tracks.run(feed, encoding, plan.tracks, self.settings)
             if not had_prefix and encoding.prefix is not None:  # a re-grounding added it
                 encode_ms += encoding.timings.get("qwen_prefix_ms", 0.0)
-        for stats in self._stats(feed):
+        for stats in self.accounts.stats_of(feed):
             stats.last_encode_ms, stats.last_segment_ms = encode_ms, segment_ms
-        self._count(feed, "queries_answered", sum(o.error is None for o in outcomes))
+        self.accounts.count(feed, "queries_answered", sum(o.error is None for o in outcomes))
         return Batch(frame, rgb, outcomes, encode_ms, segment_ms, camera=camera)
 
     def _segment(self, feed: CameraFeed | None, encoding: Any, queries: list[Query]) -> list[Outcome]:
@@ -544,7 +528,7 @@ class InferenceWorker:
         except QueryError:  # one bad query must not sink the others: retry one by one
             return [self._segment_one(feed, encoding, q, kwargs) for q in queries]
         except Exception as exc:  # noqa: BLE001
-            reason = self._model_failure(exc, feed)
+            reason = self.accounts.model_failure(exc, feed)
             return [Outcome(q, error=reason) for q in queries]
 
     def _segment_one(self, feed: CameraFeed | None, encoding: Any, query: Query, kwargs: dict[str, int]) -> Outcome:
@@ -553,110 +537,11 @@ class InferenceWorker:
         except QueryError as exc:
             return Outcome(query, error=f"bad query: {exc}")
         except Exception as exc:  # noqa: BLE001
-            return Outcome(query, error=self._model_failure(exc, feed))
-
-    # -- tracked queries (inference thread) --------------------------------------------------------
-    def _apply_track_requests(self, feed: CameraFeed, plan: TrackPlan) -> None:
-        """Stops and re-grounding requests reach the camera's tracker (before the frame, whatever it holds)."""
-        tracks = feed.tracks
-        if tracks.tracker is None:
-            tracks.tracker = QueryTracker(self.engine, self.settings.tracking)
-        tracker = tracks.tracker
-        tracker.config = self.settings.tracking
-        for query_id in plan.stops | set(plan.starts):  # a start with a running id replaces that track
-            if query_id in tracker.track_ids:
-                tracker.stop(query_id)
-                del tracks.tracker_queries[query_id]
-        for query_id in plan.regrounds:
-            if query_id in tracker.track_ids:
-                tracker.request_reground(query_id)
-
-    def _run_tracks(self, feed: CameraFeed, encoding: Any, plan: TrackPlan) -> list[Outcome]:
-        """Step the camera's running tracks on the frame, then start the new ones on it."""
-        tracks, tracker = feed.tracks, feed.tracks.tracker
-        outcomes = []
-        if plan.step and tracker.track_ids:
-            try:
-                for result in tracker.track_step(encoding):
-                    outcomes.append(self._track_outcome(feed, tracks.tracker_queries[result.track_id], result))
-            except ImageError as exc:  # a bad frame: the tracks are left as they were
-                reason = self._bad_image(feed, exc)
-                outcomes += [Outcome(q, error=reason) for q in tracks.tracker_queries.values()]
-            except Exception as exc:  # noqa: BLE001
-                reason = self._model_failure(exc, feed)
-                outcomes += [Outcome(q, error=reason) for q in tracks.tracker_queries.values()]
-        for query_id, query in plan.starts.items():
-            state = "running"
-            try:
-                result = tracker.track_start(
-                    encoding, query.text, track_id=query_id, min_region_area=self.settings.min_region_area_px,
-                    max_regions=self.settings.max_regions,
-                )
-                tracks.tracker_queries[query_id] = query
-                outcomes.append(self._track_outcome(feed, query, result))
-            except QueryError as exc:
-                state = "dropped"
-                outcomes.append(Outcome(query, error=f"bad query: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - tried again on the next frame
-                state = "retry"
-                outcomes.append(Outcome(query, error=self._model_failure(exc, feed)))
-            with self._cond:
-                tracks.finish_start(query_id, state)
-        return outcomes
-
-    def _tracks_failed(self, feed: CameraFeed, plan: TrackPlan, reason: str) -> list[Outcome]:
-        """The frame failed before the tracks ran: every track due on it gets ``reason``; starts wait."""
-        tracks = feed.tracks
-        outcomes = [Outcome(q, error=reason) for q in tracks.tracker_queries.values()] if plan.step else []
-        outcomes += [Outcome(q, error=reason) for q in plan.starts.values()]
-        with self._cond:
-            for query_id in plan.starts:
-                tracks.finish_start(query_id, "retry")
-        return outcomes
-
-    def _track_outcome(self, feed: CameraFeed, query: Query, result: TrackResult) -> Outcome:
-        self._count(feed, "grounded" if result.grounded else "tracked")
-        own_ms = sum(result.output.timings.get(k, 0.0) for k in _TRACK_QUERY_TIMINGS)
-        return Outcome(
-            query, output=result.output, grounded=result.grounded, grounding_age=result.grounding_age,
-            reason=result.reason, inference_ms=own_ms,
-        )
-
-    # -- counters and failures ---------------------------------------------------------------------
-    def _stats(self, feed: CameraFeed | None) -> list[WorkerStats]:
-        return [self.stats] if feed is None else [self.stats, feed.stats]
-
-    def _count(self, feed: CameraFeed | None, name: str, n: int = 1) -> None:
-        for stats in self._stats(feed):
-            setattr(stats, name, getattr(stats, name) + n)
+            return Outcome(query, error=self.accounts.model_failure(exc, feed))
 
     def report_error(self, feed: CameraFeed | str | None, reason: str) -> None:
         """Count an error of ``feed`` (or the camera of that name) and keep it as the last error."""
-        self._error(self._by_name.get(feed) if isinstance(feed, str) else feed, reason)
-
-    def _error(self, feed: CameraFeed | None, reason: str) -> None:
-        self._count(feed, "errors")
-        for stats in self._stats(feed):
-            stats.last_error = reason
-
-    def _bad_image(self, feed: CameraFeed | None, exc: BaseException) -> str:
-        reason = f"bad image: {exc}"
-        self._count(feed, "frames_bad")
-        self._error(feed, reason)
-        return reason
-
-    def _model_failure(self, exc: BaseException, feed: CameraFeed | None) -> str:
-        if is_out_of_memory(exc):
-            free_accelerator_cache()
-            for feed in self.feeds:
-                feed.cache = None
-            reason = f"model out of memory ({type(exc).__name__}); cache freed, will retry on the next frame"
-        elif isinstance(exc, ConverSegError):
-            reason = f"model error: {exc}"
-        else:
-            reason = f"model failure: {type(exc).__name__}: {exc}"
-        self._error(feed, reason)
-        return reason
+        self.accounts.error(self._by_name.get(feed) if isinstance(feed, str) else feed, reason)
 
 
 def _stamp_ns(msg: Any) -> int:
