@@ -111,5 +111,6 @@ class CameraFeed:
     track_seq: int = 0  # newest frame the tracks ran on
     last_continuous_ns: int = 0  # when continuous work (query or tracks) last ran (for max_rate_hz)
     last_pre_encode: float = 0.0  # time.monotonic() of the last pre-encoding
+    pre_encode_seq: int = 0  # the frame last pre-encoded (each frame at most once, even if it failed)
     cache: Cached | None = None
     stats: WorkerStats = field(default_factory=WorkerStats)

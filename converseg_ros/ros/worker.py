@@ -360,11 +360,13 @@ class InferenceWorker:
         cache = feed.cache
         if cache is not None and cache.frame.seq == frame.seq and cache.encoding.prefix is not None:
             return None, 1.0
+        if frame.seq == feed.pre_encode_seq:  # tried already (a frame the model could not encode)
+            return None, 1.0
         t = time.monotonic()
         due = feed.last_pre_encode + 1.0 / self.settings.pre_encode_hz
         if t < due:
             return None, due - t
-        feed.last_pre_encode = t
+        feed.last_pre_encode, feed.pre_encode_seq = t, frame.seq
         return Plan(feed, frame, [], [], pre_encode=True), 0.0
 
     def _encoded_ahead(self, feed: CameraFeed, now: int) -> Any:
