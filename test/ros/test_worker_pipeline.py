@@ -116,3 +116,15 @@ def test_pre_encoding_keeps_its_rate_and_is_off_by_default(tiny_engine, rigs) ->
     counts = [rig.worker.feed(c).stats.frames_pre_encoded for c in ("a", "b")]
     assert all(1 <= n <= 4 for n in counts), counts  # at t = 0, 0.5, 1.0 s (+1 for timing slack)
     assert off.engine.calls["encode_frame"] == 0 and off.worker.stats.frames_pre_encoded == 0
+
+
+def test_a_frame_that_cannot_be_decoded_is_pre_encoded_once(tiny_engine, rigs) -> None:  # noqa: ANN001
+    rig = Rig(tiny_engine, ["cam"], WorkerSettings(max_image_age_s=0.0, pre_encode_hz=50.0))
+    rigs.append(rig)
+    stats = rig.worker.feed("cam").stats
+    rig.put("cam", RGB, "broken", encoding="rgb9")  # (the node's callback would have rejected it)
+    assert wait_for(lambda: stats.frames_bad == 1)
+    time.sleep(0.5)  # 25 pre-encoding periods
+    assert stats.frames_bad == 1 and stats.frames_pre_encoded == 0 and "bad image" in stats.last_error
+    rig.put("cam", RGB, "good")
+    assert wait_for(lambda: stats.frames_pre_encoded == 1)
