@@ -153,3 +153,22 @@ def test_tracks_share_the_frame_and_stop_ends_one(ros, tracking) -> None:  # noq
     send(ros, pub, "trk", mode=SegmentationQuery.MODE_STOP)  # no such query any more: refused
     refusal = spin_until(ros, lambda: [r for r in answers(results, "trk") if not r.success], 10.0)
     assert refusal and "no continuous or tracked query 'trk' to stop" in refusal[0].message
+
+
+def test_a_tracked_query_survives_deactivate_activate(ros, tracking) -> None:  # noqa: ANN001
+    """The node keeps its tracked queries while the model is away and grounds them again after reloading."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    results, pub, node = tracking
+    send(ros, pub, "trk_c")
+    wait_answers(ros, results, "trk_c", 2)
+    change = ros.create_client(ChangeState, f"{NODE}/change_state")
+    for transition in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVATE):
+        assert call(ros, change, ChangeState.Request(transition=Transition(id=transition)), timeout=60).success
+    starts = lambda: [i for i, r in enumerate(answers(results, "trk_c")) if r.grounding_reason == "start"]  # noqa: E731
+    assert spin_until(ros, lambda: len(starts()) == 2 and len(answers(results, "trk_c")) > starts()[1] + 1, 60.0)
+    seq = answers(results, "trk_c")[starts()[1] :]  # from the grounding after the reload
+    assert seq[0].grounded and seq[0].grounding_age == 0 and seq[1].success
+    assert (seq[1].grounded, seq[1].grounding_age) == (False, 1)  # (every_n is EVERY=4 frames: tracked next)
+    assert node.output().count("model loaded in") == 2
