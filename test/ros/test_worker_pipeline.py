@@ -90,6 +90,8 @@ def test_pre_encoded_frame_answers_a_latest_query_without_encoding(tiny_engine, 
     assert job.done.wait(30) and job.outcome.error is None, job.outcome
     assert job.batch.frame.msg.header.frame_id == "p0" and job.batch.encode_ms == 0.0
     assert rig.engine.calls["encode_frame"] == 1 and stats.answers_pre_encoded == 1
+    later = rig.worker.submit(Job(Query("n", "the cup", 0), policy="next", frame_timeout_s=0.3))
+    assert later.done.wait(10) and "no camera frame received" in later.outcome.error  # not the encoded p0
 
     time.sleep(1.0)  # the encoded frame is now older than max_image_age_s: not used any more
     stale = rig.worker.submit(Job(Query("s", "the cup", 0), policy="latest", frame_timeout_s=0.3))
