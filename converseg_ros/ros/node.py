@@ -213,6 +213,7 @@ class ConverSegNode(LifecycleNode):
     def _deactivate(self, wait_s: float = 30.0, free_model: bool = True) -> None:
         """Unsubscribe, stop the worker (waiting up to ``wait_s`` for a running inference), free the model
         (at process exit ``free_model=False``: the exit frees it faster)."""
+        publish_wait_s = min(wait_s, 10.0) if free_model else 1.0  # at exit: within launch's 5 s in all
         self.active = False
         if self._cs_recheck is not None:
             self.destroy_timer(self._cs_recheck)
@@ -231,7 +232,7 @@ class ConverSegNode(LifecycleNode):
                 self.get_logger().warning(f"[{NODE_NAME}] inference still running after {wait_s:.0f} s")
                 free_model = False
         if self.publisher is not None:  # what was computed is still published (publishers live until cleanup)
-            self.publisher.close(min(wait_s, 10.0))
+            self.publisher.close(publish_wait_s)
             self.publisher = None
         for camera in self.cameras.values():
             camera.slot.clear()
