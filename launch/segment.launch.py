@@ -2,6 +2,8 @@
 
     ros2 launch converseg_ros segment.launch.py image_topic:=/camera/color/image_raw \\
         query:="segment surfaces safe to place hot items" use_rviz:=true
+    ros2 launch converseg_ros segment.launch.py cameras:=head,wrist \\
+        image_topics:=/head/color/image_raw,/wrist/color/image_raw       # one model, two cameras
 
 The node declares every parameter default; the params file and the arguments below only override. An
 argument left empty ("") leaves the params file's value alone, so defaults never drift between files.
@@ -20,7 +22,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from converseg_ros.ros.launch_support import fastdds_profile_env, rviz2_missing, write_rviz_layout
+from converseg_ros.ros.launch_support import camera_setup, fastdds_profile_env, rviz2_missing, write_rviz_layout
 from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "converseg_ros"
@@ -28,7 +30,9 @@ PACKAGE = "converseg_ros"
 PARAMETER_ARGUMENTS = {"preset": "preset", "device": "device", "precision": "precision", "query": "query"}
 ARGUMENTS = {
     "namespace": ("converseg", "Namespace of the node and its topics (one per camera)."),
-    "image_topic": ("/camera/image_raw", "Camera image topic (remapped onto <namespace>/image)."),
+    "image_topic": ("/camera/image_raw", "Camera image topic (remapped onto <namespace>/image; one camera)."),
+    "cameras": ("", "Comma-separated camera names (one model for all; topics <namespace>/<camera>/...); empty: one."),
+    "image_topics": ("", "With cameras: their image topics, comma-separated, in order; empty: not remapped."),
     "depth_topic": ("", "Depth image topic (with use_depth: true in the params file); empty: none."),
     "camera_info_topic": ("", "CameraInfo of the depth/colour camera; empty: not remapped."),
     "params_file": ("", "Parameters YAML; empty: the shipped config/segment.yaml."),
@@ -59,8 +63,9 @@ def _actions(context: LaunchContext) -> list:
     share = Path(FindPackageShare(PACKAGE).perform(context))
     params_file = value["params_file"] or str(share / "config" / "segment.yaml")
     overrides = {param: value[arg] for arg, param in PARAMETER_ARGUMENTS.items() if value[arg]}
-    image = value["image_topic"]
-    remappings = [("image", image), ("image/compressed", image.rstrip("/") + "/compressed")]
+    cameras, remappings = camera_setup(value["cameras"], value["image_topics"], value["image_topic"])
+    if cameras != [""]:
+        overrides["cameras"] = cameras
     for name in ("depth", "camera_info"):
         if value[f"{name}_topic"]:
             remappings.append((name, value[f"{name}_topic"]))

@@ -4,6 +4,8 @@ converseg-query "segment surfaces safe to place hot items"                 # ser
 converseg-query "the cup" --image photo.jpg --save-overlay out.png        # service, inline image
 converseg-query "the cup" --publish                                        # continuous topic query
 converseg-query "the cup" --publish --once --save-overlay out.png          # once; waits for its result
+converseg-query "the cup" --publish --track --id cup --camera wrist        # tracked on camera wrist
+converseg-query "" --stop --id cup                                         # stop it
 
 In a colcon workspace (console scripts are not on PATH there): ros2 run converseg_ros converseg_query "the cup"
 """
@@ -29,17 +31,19 @@ from converseg_ros.ros.interfaces import Segment, SegmentationQuery, Segmentatio
 class ConverSegClient:
     """Talks to one converseg_node (in ``namespace``) from an existing rclpy node."""
 
-    def __init__(self, node: Node, namespace: str = "") -> None:
+    def __init__(self, node: Node, namespace: str = "", camera: str = "") -> None:
+        """``camera``: results and overlays are read from that camera's topics (``<namespace>/<camera>/``)."""
         self.node = node
         prefix = namespace.rstrip("/") + "/" if namespace else ""
+        outputs = f"{prefix}{camera}/" if camera else prefix
         self._segment = node.create_client(Segment, f"{prefix}segment")
         self._query_pub = node.create_publisher(SegmentationQuery, f"{prefix}query", qos.command_qos())
         self._results: list[SegmentationResult] = []
         self._overlays: list[Image] = []
         self._result_sub = node.create_subscription(
-            SegmentationResult, f"{prefix}result", self._results.append, qos.output_qos()
+            SegmentationResult, f"{outputs}result", self._results.append, qos.output_qos()
         )
-        self._overlay_topic = f"{prefix}overlay"
+        self._overlay_topic = f"{outputs}overlay"
         self._overlay_sub: Any = None
 
     def wait_for_service(self, timeout_s: float = 10.0) -> bool:
@@ -54,11 +58,13 @@ class ConverSegClient:
         timeout_s: float = 0.0,
         return_overlay: bool = False,
         query_id: str = "",
+        camera: str = "",
     ) -> Segment.Response:
-        """Call the segment service (``image``: HxWx3 uint8 RGB, else a camera frame); blocks."""
+        """Call the segment service (``image``: HxWx3 uint8 RGB, else a frame of ``camera``, "" = any); blocks."""
         req = Segment.Request(
             query=query,
             query_id=query_id,
+            camera=camera,
             frame_policy=frame_policy,
             timeout_s=float(timeout_s),
             return_overlay=return_overlay,
@@ -73,9 +79,14 @@ class ConverSegClient:
             raise TimeoutError(f"no answer from the segment service within {wait:.0f} s")
         return future.result()
 
-    def publish_query(self, text: str, once: bool = False, query_id: str = "") -> SegmentationQuery:
-        """Publish a query on the node's ``query`` topic (continuous unless ``once``)."""
-        msg = SegmentationQuery(id=query_id, text=text, mode=SegmentationQuery.MODE_ONCE if once else 0)
+    def publish_query(
+        self, text: str, once: bool = False, query_id: str = "", mode: int | None = None, camera: str = ""
+    ) -> SegmentationQuery:
+        """Publish a query on the node's ``query`` topic: continuous unless ``once``, or any SegmentationQuery
+        ``mode`` (MODE_TRACK, MODE_STOP, ...); on ``camera`` ("" = every camera)."""
+        if mode is None:
+            mode = SegmentationQuery.MODE_ONCE if once else SegmentationQuery.MODE_CONTINUOUS
+        msg = SegmentationQuery(id=query_id, text=text, mode=mode, camera=camera)
         msg.header.stamp = self.node.get_clock().now().to_msg()
         self._query_pub.publish(msg)
         return msg
@@ -136,6 +147,11 @@ def describe(result: SegmentationResult) -> str:
             f"  mask: {result.mask.width}x{result.mask.height} {result.mask.encoding}, "
             f"{coverage:.1%} of the image, score {result.score:.3f}"
         )
+        if result.grounding_reason or not result.grounded:  # a tracked query
+            lines.append(
+                f"  grounded ({result.grounding_reason})" if result.grounded
+                else f"  tracked, {result.grounding_age} frames since grounding"
+            )
         lines.append(
             f"  timing: encode {result.encode_ms:.0f} ms, inference {result.inference_ms:.0f} ms, "
             f"latency {result.latency_ms:.0f} ms"
@@ -189,6 +205,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=0.0, help="seconds (0 = the node's default)")
     p.add_argument("--publish", action="store_true", help="publish on the query topic instead of the service")
     p.add_argument("--once", action="store_true", help="with --publish: answer once, not continuously")
+    p.add_argument("--track", action="store_true", help="with --publish: a tracked query (prints its first result)")
+    p.add_argument("--stop", action="store_true", help="stop the continuous or tracked query --id")
+    p.add_argument("--camera", default="", help="camera name (nodes with `cameras`); default: every/any camera")
     p.add_argument("--id", default="", help="query id (echoed in results)")
     p.add_argument("--save-overlay", metavar="PNG", help="write the overlay image here")
     p.add_argument("--wait-service", type=float, default=30.0, help="seconds to wait for the node")
@@ -203,8 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(remove_ros_args(argv)[1:])
     rclpy.init(args=argv)
     node = Node("converseg_query")
-    client = ConverSegClient(node, args.namespace)
+    client = ConverSegClient(node, args.namespace, args.camera)
     try:
+        if args.stop:
+            if not args.id or not client.wait_for_topics(args.wait_service):
+                print("--stop needs --id and a running converseg_node", file=sys.stderr)
+                return 2
+            client.publish_query("", query_id=args.id, mode=SegmentationQuery.MODE_STOP, camera=args.camera)
+            time.sleep(0.5)  # let the reliable publisher deliver it before the process exits
+            print(f"stop sent for query {args.id}")
+            return 0
         if args.publish:
             if args.save_overlay:
                 client.watch_overlay()
@@ -212,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"converseg_node not found under {args.namespace!r}", file=sys.stderr)
                 return 2
             qid = args.id or f"cli-{int(time.time() * 1000) % 10**8}"
-            client.publish_query(args.query, once=args.once, query_id=qid)
+            mode = SegmentationQuery.MODE_TRACK if args.track else None
+            client.publish_query(args.query, once=args.once, query_id=qid, mode=mode, camera=args.camera)
             result = client.wait_for_result(qid, timeout_s=args.timeout or 60.0)
             overlay = client.wait_for_overlay(result.header) if args.save_overlay else None
         else:
@@ -221,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             image = load_rgb(args.image) if args.image else None
             resp = client.segment(
-                args.query, image, args.policy, args.timeout, bool(args.save_overlay), args.id
+                args.query, image, args.policy, args.timeout, bool(args.save_overlay), args.id, args.camera
             )
             result = resp.result
             if not resp.success:

@@ -14,7 +14,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from converseg_ros.ros.image_codec import encode_mask
 from converseg_ros.ros.interfaces import AffordanceRegion, SegmentationResult
-from converseg_ros.ros.worker import Outcome, Query
+from converseg_ros.ros.jobs import Outcome, Query
 
 try:  # optional: not installable from pip here
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -106,10 +106,13 @@ def result_msg(
     regions: list[AffordanceRegion],
     now_ns: int,
     source_stamp_ns: int,
+    camera: str = "",
 ) -> SegmentationResult:
     """One query's Outcome -> SegmentationResult (the mask is filled for successful outcomes)."""
     q = outcome.query
-    msg = SegmentationResult(header=header, query_id=q.id, query=q.text, query_stamp=ns_to_time(q.stamp_ns))
+    msg = SegmentationResult(
+        header=header, query_id=q.id, query=q.text, query_stamp=ns_to_time(q.stamp_ns), camera=camera
+    )
     msg.success = outcome.error is None
     msg.message = outcome.error or ""
     if outcome.output is not None:
@@ -119,6 +122,9 @@ def result_msg(
     msg.encode_ms = float(encode_ms)
     msg.inference_ms = float(inference_ms)
     msg.latency_ms = float(max(0, now_ns - source_stamp_ns) / 1e6)
+    msg.grounded = bool(outcome.grounded)
+    msg.grounding_age = int(outcome.grounding_age)
+    msg.grounding_reason = outcome.reason
     return msg
 
 

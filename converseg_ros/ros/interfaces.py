@@ -9,8 +9,8 @@ HINT = (
 
 try:
     from converseg_ros.msg import AffordanceRegion, SegmentationQuery, SegmentationResult
-    from converseg_ros.srv import Segment
+    from converseg_ros.srv import Reground, Segment
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"{HINT} ({exc})") from exc
 
-__all__ = ["AffordanceRegion", "SegmentationQuery", "SegmentationResult", "Segment"]
+__all__ = ["AffordanceRegion", "Reground", "SegmentationQuery", "SegmentationResult", "Segment"]

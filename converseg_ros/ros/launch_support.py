@@ -61,3 +61,19 @@ def fastdds_profile_env(choice: str, shipped: Path, environ: Mapping[str, str] |
     if environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         return {}
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}
+
+
+def camera_setup(cameras: str, image_topics: str, image_topic: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Launch arguments ``cameras`` (comma-separated names; empty: one unnamed camera), ``image_topics`` (one
+    topic per camera, comma-separated; empty: ``<namespace>/<camera>/image`` as is) and ``image_topic`` (the
+    unnamed camera's) -> the node's ``cameras`` parameter and its image remappings. ValueError on a mismatch."""
+    names = [n.strip() for n in cameras.split(",") if n.strip()]
+    if not names:
+        return [""], [("image", image_topic), ("image/compressed", image_topic.rstrip("/") + "/compressed")]
+    topics = [t.strip() for t in image_topics.split(",") if t.strip()]
+    if topics and len(topics) != len(names):
+        raise ValueError(f"image_topics names {len(topics)} topics for {len(names)} cameras ({', '.join(names)})")
+    remappings = []
+    for name, topic in zip(names, topics, strict=False):
+        remappings += [(f"{name}/image", topic), (f"{name}/image/compressed", topic.rstrip("/") + "/compressed")]
+    return names, remappings

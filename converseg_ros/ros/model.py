@@ -47,6 +47,9 @@ def load_engine(cfg: NodeConfig, choice: ModelChoice) -> Any:
         "precision": choice.precision,
         "allow_download": cfg.allow_download,
         "sam2_precision": cfg.sam2_precision,
+        "overlap": cfg.overlap,
+        "attention": cfg.attention,
+        "compile_sam2": cfg.compile_sam2,
     }
     overrides = cfg.overrides()
     if overrides:

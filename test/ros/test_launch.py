@@ -17,9 +17,10 @@ import pytest
 import yaml
 from ros_env import INSTALL
 from ros_helpers import call, image_msg, photo, spin_for, spin_until
-from ros_nodes import REPO
+from ros_nodes import REPO, start_node
 
 from converseg_ros.ros.launch_support import (
+    camera_setup,
     fastdds_profile_env,
     normalize_namespace,
     rviz2_missing,
@@ -78,6 +79,46 @@ def test_fastdds_profile_choice() -> None:
 
 
 @pytest.mark.timeout(150)
+def test_camera_arguments() -> None:
+    assert camera_setup("", "", "/cam/raw") == (
+        [""], [("image", "/cam/raw"), ("image/compressed", "/cam/raw/compressed")]
+    )
+    assert camera_setup(" head, wrist ", "", "/cam/raw") == (["head", "wrist"], [])
+    names, remaps = camera_setup("head,wrist", "/h/raw, /w/raw/", "/cam/raw")
+    assert names == ["head", "wrist"]
+    assert remaps == [("head/image", "/h/raw"), ("head/image/compressed", "/h/raw/compressed"),
+                      ("wrist/image", "/w/raw/"), ("wrist/image/compressed", "/w/raw/compressed")]
+    with pytest.raises(ValueError, match="1 topics for 2 cameras"):
+        camera_setup("head,wrist", "/h/raw", "")
+
+
+def test_launch_camera_list_reaches_the_node(ros, tmp_path: Path) -> None:  # noqa: ANN001
+    """What the launch file makes of cameras:=head,wrist image_topics:=...: the node's parameter and remappings,
+    given to a real node; a frame on the wrist's own topic is answered on <namespace>/wrist/result."""
+    from sensor_msgs.msg import Image
+
+    from converseg_ros.msg import SegmentationQuery, SegmentationResult
+    from converseg_ros.ros import qos
+
+    names, remaps = camera_setup("head,wrist", "/cs_lcam_raw/head,/cs_lcam_raw/wrist", "")
+    extra = ["-p", f"cameras:=[{', '.join(names)}]"] + [a for f, t in remaps for a in ("-r", f"{f}:={t}")]
+    node = start_node(ros, "/cs_lcam", extra, tmp_path / "node.log")
+    try:
+        results = []
+        ros.create_subscription(SegmentationResult, "/cs_lcam/wrist/result", results.append, qos.output_qos(10))
+        image = ros.create_publisher(Image, "/cs_lcam_raw/wrist", qos.output_qos(1))
+        query = ros.create_publisher(SegmentationQuery, "/cs_lcam/query", qos.command_qos())
+        assert spin_until(ros, lambda: image.get_subscription_count() and query.get_subscription_count(), 20.0)
+        query.publish(SegmentationQuery(id="lq", text="the cup", mode=SegmentationQuery.MODE_ONCE, camera="wrist"))
+        spin_for(ros, 0.3)
+        image.publish(image_msg(ros, photo(96), "wrist_frame"))
+        assert spin_until(ros, lambda: results, 20.0), node.output()[-2000:]
+        assert results[0].success and results[0].camera == "wrist" and results[0].header.frame_id == "wrist_frame"
+        assert "cameras: head, wrist" in node.output()
+    finally:
+        assert node.stop() in (0, -2)
+
+
 def test_node_stops_when_its_parent_is_killed(ros, tmp_path: Path) -> None:  # noqa: ANN001
     """CONVERSEG_EXIT_WITH_PARENT=1 (set by the launch file): SIGKILL the parent, the node leaves cleanly."""
     from converseg_ros.srv import Segment

@@ -142,6 +142,24 @@ def test_params_yaml_only_names_declared_parameters() -> None:
         assert type(value) is type(declared[name]), (name, value)
 
 
+def test_tracking_defaults_are_the_engines() -> None:
+    """The node's tracking parameters default to what QueryTracker uses without them (one set of numbers)."""
+    from converseg_ros.engine.tracking import TrackingConfig
+
+    node, engine = NodeConfig(), TrackingConfig()
+    assert (node.track_min_object_score, node.track_min_iou, node.track_reground_every) == (
+        engine.min_object_score, engine.min_iou, engine.reground_every
+    )
+
+
+def test_engine_option_choices_are_the_engines() -> None:
+    from converseg_ros.engine.overlap import OVERLAP_MODES
+    from converseg_ros.modeling.build import ATTENTION_IMPLEMENTATIONS
+    from converseg_ros.ros.params import CHOICES
+
+    assert CHOICES["overlap"] == OVERLAP_MODES and CHOICES["attention"] == ATTENTION_IMPLEMENTATIONS
+
+
 def _launch_literals() -> dict[str, object]:
     tree = ast.parse((REPO / "launch" / "segment.launch.py").read_text())
     return {

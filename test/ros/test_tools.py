@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ros_helpers import Collector, photo, spin_until
+from ros_helpers import Collector, photo, spin_for, spin_until
 from ros_nodes import NS, start_node
 from sensor_msgs.msg import Image
 
+from converseg_ros.msg import SegmentationResult
 from converseg_ros.ros.image_codec import decode
 from converseg_ros.ros.node_command import node_command
 
@@ -97,6 +98,19 @@ def test_replay_photos_and_query_cli_over_topics(ros, node_proc, tmp_path: Path)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "query cli_once" in out.stdout and "frame: replay_cam" in out.stdout
         assert cv2.imread(str(out_png)).shape == (107, 160, 3)
+        tracked = Collector(ros, SegmentationResult, f"{NS}/result")
+        out = _cli("the cup", "--publish", "--track", "--id", "cli_track")
+        assert out.returncode == 0 and "query cli_track" in out.stdout and "grounded (start)" in out.stdout, out
+        mine = lambda: tracked.matching(lambda r: r.query_id == "cli_track")  # noqa: E731
+        assert spin_until(ros, lambda: len(mine()) >= 2, 20.0)  # it keeps running on the next frames
+        later = mine()[1]  # (the untrained tiny model's low predicted IoU may ground it again: low_iou)
+        assert later.success and (later.grounding_reason in ("low_iou", "low_object_score")) == later.grounded
+        out = _cli("", "--stop", "--id", "cli_track")
+        assert out.returncode == 0 and "stop sent for query cli_track" in out.stdout, out.stdout + out.stderr
+        spin_for(ros, 1.5)
+        count = len(mine())
+        spin_for(ros, 1.5)  # (frames at 5 Hz: a running track would have answered)
+        assert len(mine()) == count
     finally:
         replay.terminate()
         replay.wait(10)
