@@ -77,8 +77,10 @@ def diagnostics_msg(node: Any) -> DiagnosticArray:
             values["batches_waiting_publication"] = str(node.publisher.pending)
     cameras = list(node.cameras.values())
     statuses = [status]
-    if len(cameras) == 1 and not cameras[0].name:
-        values.update(camera_values(cameras[0], worker))
+    if len(cameras) == 1 and not cameras[0].name:  # its inputs; the model counters stay the node's totals,
+        values.update(camera_values(cameras[0], None))  # which also count images sent with a service call
+        if stats is not None:
+            values["last_error"] = stats.last_error[:200]
     else:
         for camera in cameras:
             cam = DiagnosticStatus(name=f"{fqn}: {camera.label}", hardware_id="converseg")

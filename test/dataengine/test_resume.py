@@ -31,12 +31,17 @@ def inputs(tmp_path):
 
 
 def _finished_files(run: Path) -> dict[str, tuple[int, int]]:
-    """Every finished stage output and mask: path -> (inode, mtime_ns)."""
+    """Every finished stage output and the masks they refer to: path -> (inode, mtime_ns). A mask written
+    for a stage whose output the kill prevented is not finished (the stage runs again on resume)."""
     out = {}
-    for path in (run / "items").rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
-            st = path.stat()
-            out[str(path.relative_to(run))] = (st.st_ino, st.st_mtime_ns)
+    for item in (run / "items").iterdir():
+        outputs = [p for p in item.glob("*.json") if not p.name.startswith(".")]
+        referenced = "".join(p.read_text() for p in outputs if p.name.startswith("stage"))
+        for path in item.rglob("*"):
+            rel = str(path.relative_to(item))
+            if path.is_file() and not path.name.startswith(".") and (path in outputs or f'"{rel}"' in referenced):
+                st = path.stat()
+                out[str(path.relative_to(run))] = (st.st_ino, st.st_mtime_ns)
     return out
 
 
@@ -76,6 +81,7 @@ def test_kill_9_then_resume_matches_uninterrupted(scripted, inputs, tmp_path):
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     before = _finished_files(killed)
+    assert any("/masks/" in p for p in before) and any(p.endswith("status.json") for p in before)
     mid = json.loads(subprocess.run(
         [sys.executable, "-m", "converseg_ros.dataengine.cli", "status", str(killed)],
         capture_output=True, text=True, check=True).stdout)

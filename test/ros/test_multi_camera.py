@@ -190,7 +190,8 @@ def test_per_camera_diagnostics(cams) -> None:  # noqa: ANN001
     )
     assert values and values["camera"] == "fast" and values["image_topic"] == f"{NS}/fast/image"
     assert int(values["frames_encoded"]) >= 1 and int(values["queries_answered"]) >= 1
-    top = next(s for s in h.diagnostics.items[-1].status if s.name == f"{NS}/converseg_node: inference")
+    name = f"{NS}/converseg_node: inference"  # /diagnostics is shared: the newest message of this node
+    top = next(s for msg in reversed(h.diagnostics.items) for s in msg.status if s.name == name)
     keys = {kv.key: kv.value for kv in top.values}
     assert keys["cameras"] == "fast,slow_a,slow_b" and "pending_jobs" in keys
     per_camera = sum(int(camera_diagnostics(h.diagnostics.items, status(c))["frames_received"]) for c in CAMERAS)
