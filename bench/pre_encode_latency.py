@@ -13,6 +13,9 @@ policy latest) sent at random moments; its `pre_encode_hz` is switched at run ti
                cached-query time through the same topics, the reference of the ratios
 
     . scripts/ros_env.sh && python bench/pre_encode_latency.py [--preset tiny] [--rounds 3] [--queries 8]
+    # full size: the random-weight release bench/engine_benchmark.py writes; an encoding takes minutes on a CPU
+    python bench/pre_encode_latency.py --release-dir /tmp/cs-bench-release --rounds 1 --queries 2 \
+        --pre-encode-hz 0.01 --settle 240 --timeout 900 --max-image-age-s 900 --rate 1
 
 Latency is measured in this process from publishing the query to receiving its result (both over DDS on
 127.0.0.1, own ROS_DOMAIN_ID). Absolute times drift on a shared machine: read the ratios.
@@ -103,13 +106,26 @@ def row(latency: float, result: SegmentationResult) -> tuple[float, float, float
     return latency, result.encode_ms, result.inference_ms, result.latency_ms
 
 
-def phase(client: Client, queries: int, rng: random.Random) -> list[tuple[float, float, float, float]]:
+def phase(client: Client, queries: int, rng: random.Random, timeout: float) -> list[tuple[float, float, float, float]]:
     """``queries`` queries at random moments."""
     rows = []
     for _ in range(queries):
         client.spin_for(rng.uniform(0.25, 0.6))
-        rows.append(row(*client.ask()))
+        rows.append(row(*client.ask(timeout)))
     return rows
+
+
+def node_params(args: argparse.Namespace) -> dict[str, object]:
+    """The node's parameters: a preset, or the full-size random release in ``--release-dir`` (fp32 on CPU)."""
+    params: dict[str, object] = {"preset": args.preset, "device": "cpu", "max_image_age_s": args.max_image_age_s,
+                                 "pre_encode_hz": 0.0}
+    if args.release_dir:
+        release = Path(args.release_dir)
+        files = {"vlm": "qwen", "sam2_checkpoint": "ConverSeg-Net_sam2_90000.torch.torch",
+                 "plm_checkpoint": "ConverSeg-Net_plm_90000.torch", "lora": "lora_plm_adapter_90000"}
+        overrides = json.dumps({k: str(release.resolve() / v) for k, v in files.items()})
+        params |= {"preset": "converseg-3b", "precision": "fp32", "model_overrides": f"'{overrides}'"}  # a string
+    return params
 
 
 def main() -> int:
@@ -121,6 +137,10 @@ def main() -> int:
     p.add_argument("--queries", type=int, default=8, help="queries per mode and round")
     p.add_argument("--size", default="480x640", help="frame HxW (default 480x640)")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--release-dir", help="full size: a random-weight release written by bench/engine_benchmark.py")
+    p.add_argument("--settle", type=float, default=1.0, help="seconds after switching a mode before its queries")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a query may wait for its answer")
+    p.add_argument("--max-image-age-s", type=float, default=5.0, help="the node's max_image_age_s")
     args = p.parse_args()
     from converseg_ros.data.rosbag_writer import write_video_bag
     from converseg_ros.data.synthetic_video import camera_sweep
@@ -132,7 +152,7 @@ def main() -> int:
     bag = write_video_bag(tmp / "sweep", camera_sweep(skimage.data.coffee(), n_frames=48, size=(height, width)))
     log = tmp / "node.log"
     node = subprocess.Popen(
-        node_command(NS, {"preset": args.preset, "device": "cpu", "max_image_age_s": 5.0, "pre_encode_hz": 0.0}),
+        node_command(NS, node_params(args)),
         stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True, env=node_env(),  # noqa: SIM115
     )
     replay = subprocess.Popen(
@@ -146,25 +166,25 @@ def main() -> int:
     modes = ["off", *[f"on @ {hz:g} Hz" for hz in args.pre_encode_hz], "cached"]
     rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + max(180.0, args.timeout)
         while not (client.params.service_is_ready() and "] active" in log.read_text()):
             client.spin_for(0.2)
             if time.monotonic() > deadline or node.poll() is not None:
                 raise RuntimeError(f"node did not start; log {log}")
         client.spin_for(2.0)
-        client.ask(60.0)  # warm: the first answers on this process's frames
+        client.ask(max(60.0, args.timeout))  # warm: the first answers on this process's frames
         for _ in range(args.rounds):
             for mode, hz in zip(modes[:-1], [0.0, *args.pre_encode_hz], strict=True):
                 client.set(pre_encode_hz=hz)
-                client.spin_for(1.0)
-                rows[mode] += phase(client, args.queries, rng)
+                client.spin_for(args.settle)
+                rows[mode] += phase(client, args.queries, rng, args.timeout)
             client.set(pre_encode_hz=0.0)
             os.kill(replay.pid, signal.SIGSTOP)  # no new frames: the newest one stays encoded
             try:
                 client.spin_for(0.3)
-                client.ask()  # (encodes the last frame if it is not yet)
+                client.ask(args.timeout)  # (encodes the last frame if it is not yet)
                 for _ in range(args.queries):
-                    latency, result = client.ask()
+                    latency, result = client.ask(args.timeout)
                     assert result.encode_ms == 0.0, "cached phase encoded a frame"
                     rows["cached"].append(row(latency, result))
             finally:
@@ -179,7 +199,8 @@ def main() -> int:
 
     cached = float(np.median([r[0] for r in rows["cached"]]))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.uname().nodename}, {os.cpu_count()} CPUs; "
-          f"preset {args.preset}, {width}x{height} at {args.rate:g} Hz, {args.rounds} interleaved rounds x "
+          f"preset {node_params(args)['preset']}, "
+          f"{width}x{height} at {args.rate:g} Hz, {args.rounds} interleaved rounds x "
           f"{args.queries} queries per mode")
     print("| mode | query-to-answer median (ms) | p90 (ms) | / cached | answered without encoding | node encode ms "
           "(median) | node query ms (median) | answered frame's age (median ms) |")
