@@ -36,8 +36,8 @@ setup(
             "converseg-train = converseg_ros.training.cli:main",
             "converseg-eval = converseg_ros.evaluation.cli:main",
             "converseg-data = converseg_ros.dataengine.cli:main",
-            "converseg-query = converseg_ros.ros.client:main",
-            "converseg-replay = converseg_ros.ros.replay:main",
+            "converseg-query = converseg_ros.ros.tools.client:main",
+            "converseg-replay = converseg_ros.ros.tools.replay:main",
             "converseg-node = converseg_ros.node:main",
         ]
     },

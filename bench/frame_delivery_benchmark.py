@@ -53,8 +53,8 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from converseg_ros.ros import qos  # noqa: E402
-from converseg_ros.ros.image_codec import encode  # noqa: E402
+from converseg_ros.ros.msgs import qos  # noqa: E402
+from converseg_ros.ros.msgs.image_codec import encode  # noqa: E402
 
 PROFILE = REPO / "config" / "fastdds_large_frames.xml"
 SIZES = ((640, 480), (1280, 720))

@@ -33,9 +33,9 @@ from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult  # noqa: E402
-from converseg_ros.ros import qos  # noqa: E402
-from converseg_ros.ros.image_codec import encode  # noqa: E402
-from converseg_ros.ros.node_command import node_command, node_env  # noqa: E402
+from converseg_ros.ros.msgs import qos  # noqa: E402
+from converseg_ros.ros.msgs.image_codec import encode  # noqa: E402
+from converseg_ros.ros.tools.node_command import node_command, node_env  # noqa: E402
 
 NS = "/mem"
 MIB = 2**20

@@ -46,8 +46,8 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult  # noqa: E402
-from converseg_ros.ros import qos  # noqa: E402
-from converseg_ros.ros.node_command import node_command, node_env  # noqa: E402
+from converseg_ros.ros.msgs import qos  # noqa: E402
+from converseg_ros.ros.tools.node_command import node_command, node_env  # noqa: E402
 
 NS = "/pre_bench"
 QUERIES = ["the cup", "the saucer", "a surface where I could put a hot cup down", "something I could grab"]
@@ -156,7 +156,7 @@ def main() -> int:
         stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True, env=node_env(),  # noqa: SIM115
     )
     replay = subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.replay", "--bag", str(bag), "--rate", str(args.rate), "--loop",
+        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--bag", str(bag), "--rate", str(args.rate), "--loop",
          "--topic", f"{NS}/image", "--wait-subscriber", "120"],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )

@@ -22,7 +22,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from converseg_ros.ros.launch_support import camera_setup, fastdds_profile_env, rviz2_missing, write_rviz_layout
+from converseg_ros.ros.tools.launch_support import camera_setup, fastdds_profile_env, rviz2_missing, write_rviz_layout
 from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "converseg_ros"

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from converseg_ros.ros.depth import Intrinsics
-from converseg_ros.ros.frame_slot import LatestSlot
 from converseg_ros.ros.matched_input import MatchedInput
-from converseg_ros.ros.worker import Query
+from converseg_ros.ros.msgs.depth import Intrinsics
+from converseg_ros.serving.frame_slot import LatestSlot
+from converseg_ros.serving.worker import Query
 
 
 def camera_topic(camera: str, name: str) -> str:

@@ -10,7 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
 from converseg_ros.ros.cameras import CameraIO
-from converseg_ros.ros.jobs import WorkerStats
+from converseg_ros.serving.queries import WorkerStats
 
 
 def _stats_values(stats: WorkerStats) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from rclpy.event_handler import SubscriptionEventCallbacks
 
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 
 
 class MatchedInput:

@@ -26,21 +26,22 @@ from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
 from converseg_ros.engine.tracking import TrackingConfig
-from converseg_ros.ros import conversions as conv
-from converseg_ros.ros import params, qos
-from converseg_ros.ros.accounts import free_accelerator_cache
+from converseg_ros.ros import params
 from converseg_ros.ros.cameras import CameraIO
-from converseg_ros.ros.depth import Intrinsics
 from converseg_ros.ros.diagnostics import diagnostics_msg
-from converseg_ros.ros.frame_slot import Frame, LatestSlot
-from converseg_ros.ros.image_codec import ImageCodecError, encode
-from converseg_ros.ros.image_input import check_compressed, check_image, compressed_to_rgb8, image_to_rgb8
-from converseg_ros.ros.interfaces import Reground, Segment, SegmentationQuery, SegmentationResult
 from converseg_ros.ros.matched_input import MatchedInput
-from converseg_ros.ros.model import ModelChoice, check_model, load_engine
+from converseg_ros.ros.msgs import conversions as conv
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.depth import Intrinsics
+from converseg_ros.ros.msgs.image_codec import ImageCodecError, encode
+from converseg_ros.ros.msgs.image_input import check_compressed, check_image, compressed_to_rgb8, image_to_rgb8
+from converseg_ros.ros.msgs.interfaces import Reground, Segment, SegmentationQuery, SegmentationResult
 from converseg_ros.ros.outputs import UNTRAINED_BANNER, Outputs
-from converseg_ros.ros.publish_queue import PublishQueue
-from converseg_ros.ros.worker import (
+from converseg_ros.serving.accounts import free_accelerator_cache
+from converseg_ros.serving.frame_slot import Frame, LatestSlot
+from converseg_ros.serving.model import ModelChoice, check_model, load_engine
+from converseg_ros.serving.publish_queue import PublishQueue
+from converseg_ros.serving.worker import (
     MODE_CONTINUOUS,
     MODE_ONCE,
     MODE_STOP,

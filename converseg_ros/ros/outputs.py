@@ -9,13 +9,13 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from converseg_ros.ros import conversions as conv
 from converseg_ros.ros.cameras import CameraIO
-from converseg_ros.ros.depth import Intrinsics, region_position
-from converseg_ros.ros.image_codec import encode
-from converseg_ros.ros.image_input import depth_to_m
-from converseg_ros.ros.interfaces import SegmentationResult
-from converseg_ros.ros.worker import Batch, Outcome
+from converseg_ros.ros.msgs import conversions as conv
+from converseg_ros.ros.msgs.depth import Intrinsics, region_position
+from converseg_ros.ros.msgs.image_codec import encode
+from converseg_ros.ros.msgs.image_input import depth_to_m
+from converseg_ros.ros.msgs.interfaces import SegmentationResult
+from converseg_ros.serving.worker import Batch, Outcome
 
 UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
 

@@ -16,8 +16,8 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
-from converseg_ros.ros import qos
-from converseg_ros.ros.image_codec import decode, encode
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.image_codec import decode, encode
 from converseg_ros.srv import Segment
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import ros_env
 
-from converseg_ros.ros.node_command import node_command, node_env
+from converseg_ros.ros.tools.node_command import node_command, node_env
 
 if TYPE_CHECKING:
     from rclpy.node import Node

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from converseg_ros.ros import image_codec as codec
-from converseg_ros.ros.image_input import (
+from converseg_ros.ros.msgs import image_codec as codec
+from converseg_ros.ros.msgs.image_input import (
     check_compressed,
     check_image,
     compressed_to_rgb8,
@@ -186,7 +186,7 @@ def test_raw_frames_checked_without_decoding(field: str, value: object, reason: 
 
 
 def test_without_cv_bridge_other_encodings_are_refused_clearly() -> None:
-    from converseg_ros.ros import cv_bridge_compat
+    from converseg_ros.ros.msgs import cv_bridge_compat
 
     msg = codec.encode(sample("rgb8"), "rgb8", Image())
     msg.encoding = "bayer_rggb8"
@@ -199,7 +199,7 @@ def test_without_cv_bridge_other_encodings_are_refused_clearly() -> None:
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
 def test_cv_bridge_parity(encoding: str) -> None:
-    from converseg_ros.ros import cv_bridge_compat
+    from converseg_ros.ros.msgs import cv_bridge_compat
 
     if cv_bridge_compat.get_bridge() is None:
         pytest.skip(f"cv_bridge not importable here: {cv_bridge_compat.unavailable_reason()}")

@@ -19,7 +19,7 @@ from ros_env import INSTALL
 from ros_helpers import call, image_msg, photo, spin_for, spin_until
 from ros_nodes import REPO, start_node
 
-from converseg_ros.ros.launch_support import (
+from converseg_ros.ros.tools.launch_support import (
     camera_setup,
     fastdds_profile_env,
     normalize_namespace,
@@ -27,7 +27,7 @@ from converseg_ros.ros.launch_support import (
     rviz_layout_for,
     write_rviz_layout,
 )
-from converseg_ros.ros.node_command import FASTDDS_PROFILE, node_command
+from converseg_ros.ros.tools.node_command import FASTDDS_PROFILE, node_command
 
 LAYOUT = REPO / "rviz" / "converseg.rviz"
 NO_LAUNCH = (
@@ -98,7 +98,7 @@ def test_launch_camera_list_reaches_the_node(ros, tmp_path: Path) -> None:  # no
     from sensor_msgs.msg import Image
 
     from converseg_ros.msg import SegmentationQuery, SegmentationResult
-    from converseg_ros.ros import qos
+    from converseg_ros.ros.msgs import qos
 
     names, remaps = camera_setup("head,wrist", "/cs_lcam_raw/head,/cs_lcam_raw/wrist", "")
     extra = ["-p", f"cameras:=[{', '.join(names)}]"] + [a for f, t in remaps for a in ("-r", f"{f}:={t}")]

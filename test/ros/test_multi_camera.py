@@ -16,7 +16,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 from converseg_ros.srv import Segment
 
 pytestmark = pytest.mark.timeout(180)

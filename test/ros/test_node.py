@@ -32,7 +32,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 from converseg_ros.srv import Segment
 
 pytestmark = pytest.mark.timeout(120)
@@ -409,7 +409,7 @@ def test_depth_gives_3d_positions_and_markers(h: Harness) -> None:
     from sensor_msgs.msg import CameraInfo
     from visualization_msgs.msg import Marker, MarkerArray
 
-    from converseg_ros.ros.image_codec import encode
+    from converseg_ros.ros.msgs.image_codec import encode
 
     markers = Collector(h.ros, MarkerArray, f"{NS}/markers", qos.output_qos(1))
     depth_pub = h.ros.create_publisher(Image, f"{NS}/depth", qos.output_qos(1))

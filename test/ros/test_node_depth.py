@@ -24,7 +24,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from converseg_ros.msg import AffordanceRegion, SegmentationResult
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.params import NodeConfig
 
 pytestmark = pytest.mark.timeout(120)

@@ -22,9 +22,9 @@ from sensor_msgs.msg import Image
 
 from converseg_ros.modeling.checkpoints import release_files
 from converseg_ros.modeling.presets import tiny_root
-from converseg_ros.ros import qos
-from converseg_ros.ros.interfaces import SegmentationQuery, SegmentationResult
-from converseg_ros.ros.node_command import node_command
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.interfaces import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.tools.node_command import node_command
 from converseg_ros.srv import Segment
 
 pytestmark = pytest.mark.timeout(240)

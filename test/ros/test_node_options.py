@@ -18,7 +18,7 @@ from ros_nodes import NS, NodeProcess, start_node
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from converseg_ros.ros.interfaces import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.msgs.interfaces import SegmentationQuery, SegmentationResult
 from converseg_ros.srv import Segment
 
 pytestmark = pytest.mark.timeout(180)

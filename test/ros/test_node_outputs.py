@@ -17,8 +17,8 @@ from ros_nodes import NS
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
-from converseg_ros.ros import qos
-from converseg_ros.ros.image_codec import decode
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.image_codec import decode
 from converseg_ros.srv import Segment
 from converseg_ros.visualization import BOX, TINT
 

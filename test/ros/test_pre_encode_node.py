@@ -13,7 +13,7 @@ from ros_nodes import start_node
 from sensor_msgs.msg import Image
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 
 pytestmark = pytest.mark.timeout(180)
 NS = "/cs_pre"

@@ -15,8 +15,8 @@ from ros_nodes import NS, start_node
 from sensor_msgs.msg import Image
 
 from converseg_ros.msg import SegmentationResult
-from converseg_ros.ros.image_codec import decode
-from converseg_ros.ros.node_command import node_command
+from converseg_ros.ros.msgs.image_codec import decode
+from converseg_ros.ros.tools.node_command import node_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,7 @@ def test_configure_fails_fast_with_a_clear_message(params: list[str], expected: 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "converseg_ros.ros.client", *args, "--namespace", NS],
+        [sys.executable, "-m", "converseg_ros.ros.tools.client", *args, "--namespace", NS],
         cwd="/",
         capture_output=True,
         text=True,
@@ -70,7 +70,7 @@ def test_replay_photos_and_query_cli_over_topics(ros, node_proc, tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "converseg_ros.ros.replay",
+            "converseg_ros.ros.tools.replay",
             "--skimage",
             "coffee",
             "--rate",
@@ -151,7 +151,7 @@ def test_replay_reads_recorded_bags(ros, tmp_path: Path, source: str) -> None:  
     cmd = [
         sys.executable,
         "-m",
-        "converseg_ros.ros.replay",
+        "converseg_ros.ros.tools.replay",
         "--bag",
         str(path),
         "--rate",
@@ -179,8 +179,8 @@ def test_second_node_with_compressed_input_and_initial_query(ros, tmp_path: Path
 
     from sensor_msgs.msg import CompressedImage
 
-    from converseg_ros.ros import qos
-    from converseg_ros.ros.interfaces import SegmentationQuery, SegmentationResult
+    from converseg_ros.ros.msgs import qos
+    from converseg_ros.ros.msgs.interfaces import SegmentationQuery, SegmentationResult
 
     node = start_node(
         ros, "/cs_second", ["-p", "query:=the table", "-p", "use_compressed:=true"], tmp_path / "second.log"

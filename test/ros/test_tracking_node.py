@@ -18,7 +18,7 @@ from ros_nodes import start_node
 from converseg_ros.data.rosbag_writer import write_video_bag
 from converseg_ros.data.synthetic_video import camera_sweep
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
-from converseg_ros.ros import qos
+from converseg_ros.ros.msgs import qos
 from converseg_ros.srv import Reground
 
 pytestmark = pytest.mark.timeout(240)
@@ -38,7 +38,7 @@ def tracking(ros, photos, tmp_path_factory):  # noqa: ANN001, ANN201
               "-p", "track_min_object_score:=-1000000.0"]
     node = start_node(ros, NS, params, folder / "converseg_node.log")
     replay = subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.replay", "--bag", str(bag), "--rate", "5", "--loop",
+        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--bag", str(bag), "--rate", "5", "--loop",
          "--topic", f"{NS}/image", "--wait-subscriber", "20"],
         cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -13,10 +13,10 @@ from ros_helpers import photo
 from sensor_msgs.msg import Image
 
 from converseg_ros.engine import ConverSegEngine
-from converseg_ros.ros.frame_slot import LatestSlot
-from converseg_ros.ros.image_codec import encode
-from converseg_ros.ros.image_input import image_to_rgb8
-from converseg_ros.ros.worker import Batch, InferenceWorker, Job, Query, WorkerSettings
+from converseg_ros.ros.msgs.image_codec import encode
+from converseg_ros.ros.msgs.image_input import image_to_rgb8
+from converseg_ros.serving.frame_slot import LatestSlot
+from converseg_ros.serving.worker import Batch, InferenceWorker, Job, Query, WorkerSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,7 +113,7 @@ def test_jobs_share_the_cached_encoding_of_a_frame(rig) -> None:  # noqa: ANN001
 
 
 def test_pending_jobs_are_bounded(rig) -> None:  # noqa: ANN001
-    from converseg_ros.ros.worker import MAX_PENDING_JOBS
+    from converseg_ros.serving.worker import MAX_PENDING_JOBS
 
     worker, _, _put, _wait = rig
     worker.set_enabled(False)  # topic once-queries wait while disabled

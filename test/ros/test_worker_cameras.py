@@ -14,7 +14,7 @@ from worker_rig import Rig
 
 from converseg_ros.data.synthetic_video import camera_sweep
 from converseg_ros.engine.tracking import TrackingConfig
-from converseg_ros.ros.worker import MODE_TRACK, Job, Query, WorkerSettings
+from converseg_ros.serving.worker import MODE_TRACK, Job, Query, WorkerSettings
 
 pytestmark = pytest.mark.timeout(180)
 NEVER = TrackingConfig(min_object_score=-math.inf, min_iou=0.0, reground_every=0)  # only requests re-ground

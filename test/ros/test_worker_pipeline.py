@@ -12,8 +12,8 @@ import pytest
 from ros_helpers import photo
 from worker_rig import Rig
 
-from converseg_ros.ros.publish_queue import PublishQueue
-from converseg_ros.ros.worker import Job, Query, WorkerSettings
+from converseg_ros.serving.publish_queue import PublishQueue
+from converseg_ros.serving.worker import Job, Query, WorkerSettings
 
 pytestmark = pytest.mark.timeout(120)
 RGB = photo(96)

@@ -11,11 +11,11 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from converseg_ros.engine import ConverSegEngine
-from converseg_ros.ros.camera_feed import CameraFeed
-from converseg_ros.ros.frame_slot import LatestSlot
-from converseg_ros.ros.image_codec import encode
-from converseg_ros.ros.image_input import image_to_rgb8
-from converseg_ros.ros.worker import Batch, InferenceWorker, WorkerSettings
+from converseg_ros.ros.msgs.image_codec import encode
+from converseg_ros.ros.msgs.image_input import image_to_rgb8
+from converseg_ros.serving.camera import CameraFeed
+from converseg_ros.serving.frame_slot import LatestSlot
+from converseg_ros.serving.worker import Batch, InferenceWorker, WorkerSettings
 
 
 class CountingEngine(ConverSegEngine):

@@ -9,9 +9,9 @@ from typing import Any
 
 from converseg_ros.engine.tracking import QueryTracker, TrackingConfig, TrackResult
 from converseg_ros.errors import ImageError, QueryError
-from converseg_ros.ros.accounts import Accounts
-from converseg_ros.ros.camera_feed import CameraFeed, TrackPlan
-from converseg_ros.ros.jobs import Outcome, Query, WorkerSettings
+from converseg_ros.serving.accounts import Accounts
+from converseg_ros.serving.camera import CameraFeed, TrackPlan
+from converseg_ros.serving.queries import Outcome, Query, WorkerSettings
 
 # Per-query model time of a tracked answer (the frame's encoders are the batch's encode_ms).
 TRACK_QUERY_TIMINGS = ("qwen_suffix_ms", "decode_ms", "memory_attention_ms", "memory_encode_ms")

@@ -3,7 +3,7 @@
 Decoding honours ``step`` row padding and ``is_bigendian`` and always returns a contiguous copy that owns its
 memory (``np.frombuffer`` over a message's ``array.array`` shares memory with the message). Only the
 encodings in :data:`ENCODINGS` are handled here; others go to cv_bridge when it imports cleanly
-(:mod:`converseg_ros.ros.cv_bridge_compat`) or are refused with :class:`ImageCodecError`.
+(:mod:`converseg_ros.ros.msgs.cv_bridge_compat`) or are refused with :class:`ImageCodecError`.
 """
 
 from __future__ import annotations

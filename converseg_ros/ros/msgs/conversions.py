@@ -12,9 +12,9 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from converseg_ros.ros.image_codec import encode_mask
-from converseg_ros.ros.interfaces import AffordanceRegion, SegmentationResult
-from converseg_ros.ros.jobs import Outcome, Query
+from converseg_ros.ros.msgs.image_codec import encode_mask
+from converseg_ros.ros.msgs.interfaces import AffordanceRegion, SegmentationResult
+from converseg_ros.serving.queries import Outcome, Query
 
 try:  # optional: not installable from pip here
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from converseg_ros.engine.tracking import TrackingConfig
-from converseg_ros.ros.frame_slot import Frame
+from converseg_ros.serving.frame_slot import Frame
 
 MODE_CONTINUOUS = 0  # answer every new frame with the full model until replaced or cleared
 MODE_ONCE = 1  # answer once

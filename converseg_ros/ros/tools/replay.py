@@ -25,8 +25,8 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
-from converseg_ros.ros import qos
-from converseg_ros.ros.image_codec import encode
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.image_codec import encode
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

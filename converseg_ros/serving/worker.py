@@ -13,7 +13,7 @@ With ``pre_encode_hz`` > 0 the worker, when no camera has work due, encodes each
 (SAM2 and the Qwen prefix, at most ``pre_encode_hz`` times a second per camera); a once-query or service
 call with frame policy ``latest`` is then answered on that encoded frame while it is younger than
 ``max_image_age_s``, at the cost of a query on a cached frame. Computed batches go to ``publish`` (the node
-hands it a :class:`~converseg_ros.ros.publish_queue.PublishQueue`, so conversion and publication overlap the
+hands it a :class:`~converseg_ros.serving.publish_queue.PublishQueue`, so conversion and publication overlap the
 next frame's encoding).
 """
 
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from converseg_ros.errors import ImageError, QueryError
-from converseg_ros.ros.accounts import Accounts
-from converseg_ros.ros.camera_feed import Cached, CameraFeed, TrackPlan
-from converseg_ros.ros.frame_slot import Frame, LatestSlot
-from converseg_ros.ros.image_codec import ImageCodecError
-from converseg_ros.ros.jobs import (  # noqa: F401 - re-exported: the worker's vocabulary
+from converseg_ros.ros.msgs.image_codec import ImageCodecError
+from converseg_ros.serving.accounts import Accounts
+from converseg_ros.serving.camera import Cached, CameraFeed, TrackPlan
+from converseg_ros.serving.frame_slot import Frame, LatestSlot
+from converseg_ros.serving.queries import (  # noqa: F401 - re-exported: the worker's vocabulary
     MAX_PENDING_JOBS,
     MODE_CONTINUOUS,
     MODE_ONCE,
@@ -46,7 +46,7 @@ from converseg_ros.ros.jobs import (  # noqa: F401 - re-exported: the worker's v
     WorkerSettings,
     WorkerStats,
 )
-from converseg_ros.ros.track_runner import TrackRunner
+from converseg_ros.serving.track_runner import TrackRunner
 
 
 @dataclass

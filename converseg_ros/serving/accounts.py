@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from converseg_ros.errors import ConverSegError
-from converseg_ros.ros.camera_feed import CameraFeed
-from converseg_ros.ros.jobs import WorkerStats
+from converseg_ros.serving.camera import CameraFeed
+from converseg_ros.serving.queries import WorkerStats
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from converseg_ros.ros.image_codec import ENCODINGS, ImageCodecError
+from converseg_ros.ros.msgs.image_codec import ENCODINGS, ImageCodecError
 
 _bridge: Any = None
 _import_error: str | None = None

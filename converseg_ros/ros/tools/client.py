@@ -23,9 +23,9 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from converseg_ros.ros import qos
-from converseg_ros.ros.image_codec import decode, encode
-from converseg_ros.ros.interfaces import Segment, SegmentationQuery, SegmentationResult
+from converseg_ros.ros.msgs import qos
+from converseg_ros.ros.msgs.image_codec import decode, encode
+from converseg_ros.ros.msgs.interfaces import Segment, SegmentationQuery, SegmentationResult
 
 
 class ConverSegClient:
@@ -175,7 +175,7 @@ def save_rgb(msg: Image, path: str) -> None:
     """Write an rgb8/bgr8 image message as PNG/JPEG."""
     import cv2
 
-    from converseg_ros.ros.image_input import image_to_rgb8
+    from converseg_ros.ros.msgs.image_input import image_to_rgb8
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(path, image_to_rgb8(msg)[:, :, ::-1]):

@@ -7,8 +7,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from converseg_ros.ros import cv_bridge_compat
-from converseg_ros.ros.image_codec import (
+from converseg_ros.ros.msgs import cv_bridge_compat
+from converseg_ros.ros.msgs.image_codec import (
     DEFAULT_MAX_PIXELS,
     ImageCodecError,
     check,

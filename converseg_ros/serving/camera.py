@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from converseg_ros.engine.tracking import QueryTracker
-from converseg_ros.ros.frame_slot import Frame, LatestSlot
-from converseg_ros.ros.jobs import Query, WorkerStats
+from converseg_ros.serving.frame_slot import Frame, LatestSlot
+from converseg_ros.serving.queries import Query, WorkerStats
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
-from converseg_ros.ros.client import ConverSegClient, describe, save_rgb
-from converseg_ros.ros.node_command import node_command, node_env
+from converseg_ros.ros.tools.client import ConverSegClient, describe, save_rgb
+from converseg_ros.ros.tools.node_command import node_command, node_env
 
 REPO = Path(__file__).resolve().parents[2]
 SCENES: dict[str, list[str]] = {
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     py,
                     "-m",
-                    "converseg_ros.ros.replay",
+                    "converseg_ros.ros.tools.replay",
                     "--skimage",
                     scene,
                     "--rate",
