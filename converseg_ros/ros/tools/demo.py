@@ -22,7 +22,7 @@ from rclpy.node import Node
 from converseg_ros.ros.tools.client import ConverSegClient, describe, save_rgb
 from converseg_ros.ros.tools.node_command import node_command, node_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCENES: dict[str, list[str]] = {
     "coffee": ["the cup I could drink from", "a surface where I could put a hot cup down"],
     "chelsea": ["the animal that might scratch me"],

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-CONFIG = Path(__file__).resolve().parents[2] / "config"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 DEFAULT_PARAMS_FILE = CONFIG / "segment.yaml"
 FASTDDS_PROFILE = CONFIG / "fastdds_large_frames.xml"
 
