@@ -107,7 +107,7 @@ def measure(count: int, args: argparse.Namespace) -> dict[str, object]:
     load = Load(cameras, args.width)
     try:
         deadline = time.monotonic() + 180
-        while not (load.ready() and "] active" in log.read_text()):
+        while not (load.ready() and "]: active" in log.read_text()):
             rclpy.spin_once(load, timeout_sec=0.1)
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"node did not start; log {log}")

@@ -167,7 +167,7 @@ def main() -> int:
     rows: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in modes}
     try:
         deadline = time.monotonic() + max(180.0, args.timeout)
-        while not (client.params.service_is_ready() and "] active" in log.read_text()):
+        while not (client.params.service_is_ready() and "]: active" in log.read_text()):
             client.spin_for(0.2)
             if time.monotonic() > deadline or node.poll() is not None:
                 raise RuntimeError(f"node did not start; log {log}")

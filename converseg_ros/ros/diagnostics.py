@@ -1,16 +1,31 @@
-"""converseg_node's /diagnostics: one status for the model (state, preset, device, totals, errors, pending
-jobs) and one per camera (topic, reliability, frames received / rejected / dropped / encoded / stale / bad,
-answers, tracked queries, timings). A single unnamed camera keeps everything in the one status."""
+"""converseg_node's /diagnostics from a status snapshot: one status for the model (state, preset, device,
+totals, errors, pending jobs) and one per camera (topic, reliability, frames received / rejected / dropped /
+encoded / stale / bad, answers, standing queries, its own settings, timings). A single unnamed camera keeps
+everything in the one status."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
-from converseg_ros.ros.cameras import CameraIO
-from converseg_ros.serving.queries import WorkerStats
+from converseg_ros.ros.params import CAMERA_PARAMS
+from converseg_ros.serving.queries import clip
+from converseg_ros.serving.stats import WorkerStats
+from converseg_ros.serving.status import CameraStatus, ServingStatus
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the node adds to the serving status: its name, state, model and each camera's inputs."""
+
+    name: str
+    active: bool
+    preset: str
+    device: str
+    inputs: dict[str, tuple[str, str]]  # camera -> (image topic, reliability subscribed); empty when inactive
+    cameras: dict[str, object]  # camera -> CameraConfig (its effective settings)
 
 
 def _stats_values(stats: WorkerStats) -> dict[str, str]:
@@ -22,6 +37,7 @@ def _stats_values(stats: WorkerStats) -> dict[str, str]:
         "frames_stale": str(stats.frames_stale),
         "frames_bad": str(stats.frames_bad),
         "queries_answered": str(stats.queries_answered),
+        "queries_refused": str(stats.queries_refused),
         "tracked_answers": str(stats.tracked),
         "grounded_answers": str(stats.grounded),
         "errors": str(stats.errors),
@@ -30,68 +46,63 @@ def _stats_values(stats: WorkerStats) -> dict[str, str]:
     }
 
 
-def camera_values(camera: CameraIO, worker: Any) -> dict[str, str]:
-    """One camera's keys (its queries, topic and input counters; its model counters while active)."""
+def _camera_values(camera: CameraStatus, facts: NodeFacts) -> dict[str, str]:
+    """One camera's keys: its queries, topic, input counters and own settings."""
     q = camera.continuous
+    topic, reliability = facts.inputs.get(camera.name, ("", ""))
     values = {
         "camera": camera.name,
-        "active_query": q.text[:200] if q else "",
-        "tracked_queries": ",".join(sorted(camera.tracked))[:500],
-        "image_topic": camera.image_topic,
-        "image_reliability": camera.inputs[0].reliability if camera.inputs else "",
-        "frames_received": str(camera.frames_received),
+        "active_query": clip(q.text, 200) if q else "",
+        "tracked_queries": clip(",".join(camera.tracked), 500),
+        "image_topic": topic,
+        "image_reliability": reliability,
+        "frames_received": str(camera.slot.received),
         "frames_rejected": str(camera.slot.rejected),
-        "last_frame_rejected": camera.slot.last_reject[:200],
+        "last_frame_rejected": clip(camera.slot.last_reject, 200),
         "frames_dropped_overwritten": str(camera.slot.overwritten),
     }
-    if worker is not None:
-        feed = worker.feed(camera.name)
-        values.update(_stats_values(feed.stats))
-        values["last_error"] = feed.stats.last_error[:200]
+    cfg = facts.cameras.get(camera.name)
+    if cfg is not None and camera.name:
+        values.update({f"setting.{n}": str(getattr(cfg, n)) for n in CAMERA_PARAMS})
     return values
 
 
-def diagnostics_msg(node: Any) -> DiagnosticArray:
-    """The node's diagnostics now (``node``: a ConverSegNode)."""
-    worker = node.worker
-    stats = worker.stats if worker is not None else None
-    fqn = node.get_fully_qualified_name()
-    status = DiagnosticStatus(name=f"{fqn}: inference", hardware_id="converseg")
-    if not node.active:
-        status.level, status.message = DiagnosticStatus.WARN, "inactive (model not loaded)"
-    elif stats is not None and stats.last_error:
-        status.level, status.message = DiagnosticStatus.WARN, f"last error: {stats.last_error[:200]}"
-    else:
-        status.level, status.message = DiagnosticStatus.OK, "running"
+def _level(active: bool, last_error: str) -> tuple[int, str]:
+    if not active:
+        return DiagnosticStatus.WARN, "inactive (model not loaded)"
+    if last_error:
+        return DiagnosticStatus.WARN, f"last error: {clip(last_error, 200)}"
+    return DiagnosticStatus.OK, "running"
+
+
+def diagnostics_msg(status: ServingStatus, facts: NodeFacts, stamp: object) -> DiagnosticArray:
+    """The node's diagnostics for ``status`` (``stamp``: builtin_interfaces/Time)."""
+    node = DiagnosticStatus(name=f"{facts.name}: inference", hardware_id="converseg")
+    node.level, node.message = _level(facts.active, status.totals.last_error)
     values = {
-        "preset": node.choice.preset if node.choice else "",
-        "device": node.choice.device if node.choice else "",
-        "enabled": str(node.enabled),
-        "cameras": ",".join(node.cameras),
-        "frames_received": str(sum(c.frames_received for c in node.cameras.values())),
+        "preset": facts.preset,
+        "device": facts.device,
+        "enabled": str(status.enabled),
+        "cameras": ",".join(c.name for c in status.cameras),
+        "frames_received": str(sum(c.slot.received for c in status.cameras)),
     }
-    if stats is not None:
-        values.update(_stats_values(stats))
-        values["pending_jobs"] = str(worker.pending_jobs)
-        if node.publisher is not None:
-            values["batches_waiting_publication"] = str(node.publisher.pending)
-    cameras = list(node.cameras.values())
-    statuses = [status]
-    if len(cameras) == 1 and not cameras[0].name:  # its inputs; the model counters stay the node's totals,
-        values.update(camera_values(cameras[0], None))  # which also count images sent with a service call
-        if stats is not None:
-            values["last_error"] = stats.last_error[:200]
+    if facts.active:
+        values.update(_stats_values(status.totals))
+        values["pending_jobs"] = str(status.pending_jobs)
+        values["batches_waiting_publication"] = str(status.waiting_publication)
+    statuses = [node]
+    if len(status.cameras) == 1 and not status.cameras[0].name:  # its inputs; the model counters stay the
+        values.update(_camera_values(status.cameras[0], facts))  # totals (which count service images too)
+        values["last_error"] = clip(status.totals.last_error, 200) if facts.active else ""
     else:
-        for camera in cameras:
-            cam = DiagnosticStatus(name=f"{fqn}: {camera.label}", hardware_id="converseg")
-            cam_values = camera_values(camera, worker)
-            if not node.active:
-                cam.level, cam.message = DiagnosticStatus.WARN, "inactive (model not loaded)"
-            elif cam_values.get("last_error"):
-                cam.level, cam.message = DiagnosticStatus.WARN, f"last error: {cam_values['last_error']}"
-            else:
-                cam.level, cam.message = DiagnosticStatus.OK, "running"
+        for camera in status.cameras:
+            cam = DiagnosticStatus(name=f"{facts.name}: camera {camera.name}", hardware_id="converseg")
+            cam_values = _camera_values(camera, facts)
+            if facts.active:
+                cam_values.update(_stats_values(camera.stats))
+                cam_values["last_error"] = clip(camera.stats.last_error, 200)
+            cam.level, cam.message = _level(facts.active, cam_values.get("last_error", ""))
             cam.values = [KeyValue(key=k, value=v) for k, v in cam_values.items()]
             statuses.append(cam)
-    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-    return DiagnosticArray(header=Header(stamp=node.get_clock().now().to_msg()), status=statuses)
+    node.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    return DiagnosticArray(header=Header(stamp=stamp), status=statuses)

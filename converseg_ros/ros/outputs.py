@@ -1,136 +1,125 @@
-"""What converseg_node publishes for a computed batch: results, masks, overlays, markers and detections on the
-topics of the batch's camera, and the service's answer. Conversion only (no inference)."""
+"""Everything converseg_node publishes, and the one owner of its publishers: each camera's result, mask,
+overlay, markers, detections and latched active_query, and the node's /diagnostics. Created at configure,
+destroyed at cleanup. Results come from computed batches (publishing thread), refusals from the commands and
+the worker, diagnostics from a status snapshot."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
-from converseg_ros.ros.cameras import CameraIO
+from converseg_ros.ros.inputs import camera_topic
 from converseg_ros.ros.msgs import conversions as conv
-from converseg_ros.ros.msgs.depth import Intrinsics, region_position
+from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.msgs.image_codec import encode
-from converseg_ros.ros.msgs.image_input import depth_to_m
-from converseg_ros.ros.msgs.interfaces import SegmentationResult
-from converseg_ros.serving.worker import Batch, Outcome
+from converseg_ros.ros.msgs.interfaces import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.results import ResultBuilder
+from converseg_ros.serving.queries import MODE_CONTINUOUS, Batch, Job, Query, clip
 
-UNTRAINED_BANNER = "UNTRAINED model ({preset}): masks carry no meaning"
+REFUSAL_TEXT_CHARS = 200  # a refused query's text echoed in its result
 
 
 class Outputs:
-    """Converts batches for ``node`` (a ConverSegNode: its ``cfg``, ``choice``, ``cameras``, clock, logger)."""
+    """Publishers of ``node`` for ``cameras`` (names); ``camera(name)`` gives a camera's CameraConfig."""
 
-    def __init__(self, node: Any) -> None:
-        self.node = node
+    def __init__(
+        self,
+        node: Any,
+        cameras: list[str],
+        camera: Callable[[str], Any],
+        results: ResultBuilder,
+        publish_detections: bool,
+        warn: Callable[[str], None],
+    ) -> None:
+        self._node, self._camera, self.results, self._warn = node, camera, results, warn
+        out = qos.output_qos
+        self._pubs: dict[str, dict[str, Any]] = {}
+        for name in cameras:
+            topic = lambda t, name=name: camera_topic(name, t)  # noqa: E731
+            pubs = {
+                "result": node.create_publisher(SegmentationResult, topic("result"), out(qos.RESULT_DEPTH)),
+                "mask": node.create_publisher(Image, topic("mask"), out(1)),
+                "overlay": node.create_publisher(Image, topic("overlay"), out(1)),
+                "active_query": node.create_publisher(SegmentationQuery, topic("active_query"), qos.latched_qos()),
+                "markers": node.create_publisher(MarkerArray, topic("markers"), out(1)),
+            }
+            if publish_detections and conv.HAVE_VISION_MSGS:
+                pubs["detections"] = node.create_publisher(conv.Detection2DArray, topic("detections"), out(10))
+            self._pubs[name] = pubs
+        if publish_detections and not conv.HAVE_VISION_MSGS:
+            warn("vision_msgs not importable: no detections output")
+        self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", out(10))
 
-    def camera(self, batch: Batch) -> CameraIO | None:
-        """The camera a batch came from (None for an image sent with a service call to a multi-camera node)."""
-        return self.node.cameras.get(batch.camera)
+    def destroy(self) -> None:
+        """Destroy every publisher."""
+        for pub in [p for pubs in self._pubs.values() for p in pubs.values()] + [self._diagnostics]:
+            self._node.destroy_publisher(pub)
+        self._pubs = {}
 
-    def depth_context(self, batch: Batch) -> tuple[np.ndarray, Intrinsics] | None:
-        """Depth (metres) and intrinsics of the batch's camera usable for this frame, or None."""
-        cfg, camera = self.node.cfg, self.camera(batch)
-        if not cfg.use_depth or camera is None or camera.depth is None or camera.intrinsics is None:
-            return None
-        if batch.rgb is None:
-            return None
-        msg, depth_stamp = camera.depth
-        if abs(depth_stamp - batch.frame.stamp_ns) > cfg.max_depth_skew_s * 1e9:
-            return None
-        try:
-            return depth_to_m(msg, cfg.depth_scale, cfg.max_image_pixels), camera.intrinsics
-        except ValueError as exc:
-            self.node.get_logger().warning(
-                f"[converseg_node] depth image ignored: {exc}", throttle_duration_sec=cfg.log_throttle_s
-            )
-            return None
-
-    def result(
-        self, batch: Batch, outcome: Outcome, header: Header, depth: tuple[np.ndarray, Intrinsics] | None
-    ) -> SegmentationResult:
-        """One query's answer on the batch's frame as a SegmentationResult."""
-        cfg = self.node.cfg
-        regions = []
-        out = outcome.output
-        if out is not None:
-            mask = np.asarray(out.mask, dtype=bool)
-            for region in out.regions:
-                crop = conv.region_crop_mask(mask, region)
-                position = None
-                if depth is not None:
-                    position = region_position(
-                        depth[0], depth[1], mask.shape, tuple(region.bbox), crop, tuple(region.centroid)
-                    )
-                regions.append(
-                    conv.region_msg(
-                        region,
-                        mask,
-                        header,
-                        outcome.query,
-                        with_mask=cfg.publish_region_masks,
-                        contour_max_points=cfg.contour_max_points,
-                        position=position,
-                    )
-                )
-        return conv.result_msg(
-            outcome,
-            header,
-            encode_ms=batch.encode_ms,
-            inference_ms=batch.segment_ms if outcome.inference_ms is None else outcome.inference_ms,
-            regions=regions,
-            now_ns=self.node._now_ns(),
-            source_stamp_ns=batch.frame.stamp_ns,
-            camera=batch.camera,
-        )
-
-    def overlay(self, batch: Batch, outcome: Outcome, result: SegmentationResult) -> np.ndarray:
-        """The rgb8 overlay: mask tint, region boxes and labels, a banner with the query and latency."""
-        from converseg_ros.visualization import draw_overlay
-
-        title = f'"{outcome.query.text[:80]}"  {len(result.regions)} regions  {result.latency_ms:.0f} ms'
-        if not outcome.grounded:
-            title += f"  tracked +{outcome.grounding_age}"
-        choice = self.node.choice
-        if choice is not None and not choice.trained:
-            title += "  |  " + UNTRAINED_BANNER.format(preset=choice.preset)
-        out = outcome.output
-        return draw_overlay(
-            batch.rgb, np.asarray(out.mask, bool), out.regions, title, alpha=self.node.cfg.overlay_alpha
-        )
-
-    def header(self, batch: Batch) -> Header:
-        """The source image's header for every output (frame_id_override fills an empty frame_id)."""
-        return conv.copy_header(batch.frame.msg.header, self.node.cfg.frame_id_override)
-
+    # -- results -------------------------------------------------------------------------------------
     def publish_batch(self, batch: Batch) -> None:
-        """Publish results of topic queries on the camera's topics (service answers go back to the caller)."""
-        service_queries = {id(j.query) for j in batch.jobs if j.from_service}
-        outcomes = [o for o in batch.outcomes if id(o.query) not in service_queries]
-        camera = self.camera(batch)
-        if not outcomes or camera is None or not camera.pubs:
+        """Results of topic queries on the batch camera's topics (service answers go back to the caller)."""
+        service = {id(j.query) for j in batch.jobs if j.from_service}
+        outcomes = [o for o in batch.outcomes if id(o.query) not in service]
+        pubs = self._pubs.get(batch.camera)
+        if not outcomes or not pubs:
             return
-        cfg = self.node.cfg
-        header = self.header(batch)
-        depth = self.depth_context(batch)
+        cfg = self._camera(batch.camera)
+        header = self.results.header(batch)
+        depth = self.results.depth_context(batch)
         results = []
         for outcome in outcomes:
-            result = self.result(batch, outcome, header, depth)
+            result = self.results.result(batch, outcome, header, depth)
             results.append(result)
-            camera.pubs["result"].publish(result)
+            pubs["result"].publish(result)
             if not result.success:
-                self.node.get_logger().warning(
-                    f"[converseg_node] query {outcome.query.id}: {result.message}",
-                    throttle_duration_sec=cfg.log_throttle_s,
-                )
+                self._warn(f"query {clip(outcome.query.id)}: {result.message}")
                 continue
-            camera.pubs["mask"].publish(result.mask)
-            overlay_pub = camera.pubs["overlay"]
-            if cfg.publish_overlay and overlay_pub.get_subscription_count() > 0:
-                overlay_pub.publish(encode(self.overlay(batch, outcome, result), "rgb8", Image(), header))
-        if depth is not None:
-            camera.pubs["markers"].publish(conv.markers_msg(header, results))
-        if "detections" in camera.pubs:
-            camera.pubs["detections"].publish(conv.detections_msg(header, results))
+            pubs["mask"].publish(result.mask)
+            overlay = pubs["overlay"]
+            if cfg.publish_overlay and overlay.get_subscription_count() > 0:
+                overlay.publish(encode(self.results.overlay(batch, outcome, result), "rgb8", Image(), header))
+        if depth is not None and cfg.publish_markers:
+            pubs["markers"].publish(conv.markers_msg(header, results))
+        if "detections" in pubs and cfg.publish_detections:
+            pubs["detections"].publish(conv.detections_msg(header, results))
+
+    def refuse(self, query_id: str, text: str, reason: str, cameras: list[str], header: Any = None) -> None:
+        """A failed result (``success: false``, ``message: reason``) for ``query_id`` on each of ``cameras``."""
+        self._warn(f"query refused: {reason}")
+        for name in cameras:
+            pubs = self._pubs.get(name)
+            if pubs:
+                pubs["result"].publish(
+                    SegmentationResult(
+                        header=conv.copy_header(header if header is not None else Header()),
+                        query_id=clip(query_id),
+                        query=clip(text, REFUSAL_TEXT_CHARS),
+                        camera=clip(name),
+                        success=False,
+                        message=reason,
+                    )
+                )
+
+    def refuse_job(self, job: Job) -> None:
+        """A once-query from a topic answered without a frame (the worker's ``on_unanswered``)."""
+        cameras = [job.camera] if job.camera in self._pubs else list(self._pubs)
+        self.refuse(job.query.id, job.query.text, job.outcome.error or "not answered", cameras)
+
+    def publish_active_query(self, camera: str, query: Query | None) -> None:
+        """The camera's continuous query on its latched active_query (empty text: none)."""
+        pubs = self._pubs.get(camera)
+        if not pubs:
+            return
+        msg = SegmentationQuery(mode=MODE_CONTINUOUS, camera=camera)
+        if query is not None:
+            msg.id, msg.text, msg.header.stamp = query.id, query.text, conv.ns_to_time(query.stamp_ns)
+        pubs["active_query"].publish(msg)
+
+    def publish_diagnostics(self, msg: DiagnosticArray) -> None:
+        self._diagnostics.publish(msg)

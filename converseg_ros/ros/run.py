@@ -16,7 +16,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
-from converseg_ros.ros.node import EXECUTOR_THREADS, NODE_NAME, ConverSegNode
+from converseg_ros.ros.node import EXECUTOR_THREADS, ConverSegNode
 
 # On SIGINT/SIGTERM, wait this long for a running inference before leaving it to the process exit (ros2
 # launch escalates to SIGTERM after 5 s, then SIGKILL).
@@ -49,17 +49,17 @@ def main(args: list[str] | None = None) -> int:
         executor.add_node(node)
         if node.cfg.autostart:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] configuration failed (see above); exiting")
+                node.get_logger().fatal("configuration failed (see above); exiting")
                 return 2
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal(f"[{NODE_NAME}] activation failed (see above); exiting")
+                node.get_logger().fatal("activation failed (see above); exiting")
                 return 3
         spinner = threading.Thread(target=_spin, args=(executor, stopping), name="converseg-executor")
         spinner.start()
         stopping.wait()
     except ShutdownRequested as exc:
         if node is not None:
-            node.get_logger().info(f"[{NODE_NAME}] {exc}: shutting down")
+            node.get_logger().info(f"{exc}: shutting down")
     finally:
         stopping.set()
         _shut_down(node, executor, spinner)
@@ -79,7 +79,7 @@ def _shut_down(
     if spinner is not None:
         spinner.join()
     if node is not None:
-        node._deactivate(EXIT_WAIT_S, free_model=False)  # waiting segment calls return "node deactivated"
+        node.release(EXIT_WAIT_S, free_model=False)  # waiting segment calls return "node deactivated"
     if executor is not None:
         executor.shutdown(timeout_sec=10.0)  # joins the callback threads: their responses are sent
     if node is not None:

@@ -1,14 +1,28 @@
-"""Model checks (configure) and engine construction (activate) for converseg_node."""
+"""Which model to serve and how: the request (preset, overrides, device, speed options), its check at
+configure (files present, device resolved) and the engine's construction at activation. Plain Python."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converseg_ros.ros.params import NodeConfig
-
 MODEL_FILE_FIELDS = ("vlm", "sam2_checkpoint", "sam2_base", "plm_checkpoint", "lora")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the node was asked to load (node parameters of the same names)."""
+
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields, e.g. {"plm_checkpoint": ...}
+    allow_download: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    sam2_precision: str = "fp32"
+    overlap: str = "auto"
+    attention: str = "auto"
+    compile_sam2: bool = False
 
 
 @dataclass(frozen=True)
@@ -22,36 +36,35 @@ class ModelChoice:
     precision: str
 
 
-def check_model(cfg: NodeConfig) -> ModelChoice:
+def check_model(request: ModelRequest) -> ModelChoice:
     """Validate the preset and make sure its files are local (raises ConverSegError/ValueError with the
     file or preset at fault). Builds the tiny model's files on first use; downloads only if allowed."""
     from converseg_ros.modeling.build import resolve_device_names
     from converseg_ros.modeling.presets import load_preset, resolve_files
 
-    spec = load_preset(cfg.preset).with_overrides(**cfg.overrides())
-    local = resolve_files(spec, allow_download=cfg.allow_download)
+    spec = load_preset(request.preset).with_overrides(**request.overrides)
+    local = resolve_files(spec, allow_download=request.allow_download)
     for name in MODEL_FILE_FIELDS:
         path = getattr(local, name, None)
         if path and not Path(path).exists():
             raise FileNotFoundError(f"{name}: {path} does not exist")
-    device, precision = resolve_device_names(cfg.device, cfg.precision)
-    return ModelChoice(cfg.preset, bool(spec.trained), spec.description, device, precision)
+    device, precision = resolve_device_names(request.device, request.precision)
+    return ModelChoice(request.preset, bool(spec.trained), spec.description, device, precision)
 
 
-def load_engine(cfg: NodeConfig, choice: ModelChoice) -> Any:
+def load_engine(request: ModelRequest, choice: ModelChoice) -> Any:
     """Build the ConverSeg engine on the chosen device (the slow part of activation)."""
     from converseg_ros.engine import ConverSegEngine
 
     kwargs: dict[str, Any] = {
         "device": choice.device,
         "precision": choice.precision,
-        "allow_download": cfg.allow_download,
-        "sam2_precision": cfg.sam2_precision,
-        "overlap": cfg.overlap,
-        "attention": cfg.attention,
-        "compile_sam2": cfg.compile_sam2,
+        "allow_download": request.allow_download,
+        "sam2_precision": request.sam2_precision,
+        "overlap": request.overlap,
+        "attention": request.attention,
+        "compile_sam2": request.compile_sam2,
     }
-    overrides = cfg.overrides()
-    if overrides:
-        kwargs["overrides"] = overrides
-    return ConverSegEngine.from_preset(cfg.preset, **kwargs)
+    if request.overrides:
+        kwargs["overrides"] = dict(request.overrides)
+    return ConverSegEngine.from_preset(request.preset, **kwargs)

@@ -83,7 +83,7 @@ def start_node(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert node.alive(), f"converseg_node exited early:\n{node.output()}"
-        if client.wait_for_service(timeout_sec=0.5) and (not active or "] active" in node.output()):
+        if client.wait_for_service(timeout_sec=0.5) and (not active or "]: active" in node.output()):
             ros.destroy_client(client)
             return node
     node.stop()

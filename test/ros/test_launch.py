@@ -137,7 +137,7 @@ def test_node_stops_when_its_parent_is_killed(ros, tmp_path: Path) -> None:  # n
     try:
         client = ros.create_client(Segment, "/cs_orphan/segment")
         assert client.wait_for_service(timeout_sec=90.0), log.read_text()[-2000:]
-        spin_until(ros, lambda: "] active" in log.read_text(), 30.0)
+        spin_until(ros, lambda: "]: active" in log.read_text(), 30.0)
         parent.kill()
         parent.wait(10)
         node.wait(30)  # raises psutil.TimeoutExpired if the node outlives its parent
@@ -221,7 +221,7 @@ def test_launch_file_end_to_end_then_sigint_leaves_nothing(ros, tmp_path: Path) 
         launch = psutil.Process(proc.pid)
         client = ros.create_client(Segment, f"{ns}/segment")
         deadline = time.monotonic() + 150.0
-        while not ("] active" in log.read_text() and client.wait_for_service(timeout_sec=0.5)):
+        while not ("]: active" in log.read_text() and client.wait_for_service(timeout_sec=0.5)):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         children = launch.children(recursive=True)
         assert any("converseg_node" in " ".join(c.cmdline()) for c in children), children
@@ -274,7 +274,7 @@ def test_launch_killed_with_sigterm_leaves_no_node(tmp_path: Path) -> None:
     proc, log = start_launch(tmp_path, ["namespace:=/cs_launch_term", "preset:=tiny", "device:=cpu"])
     try:
         deadline = time.monotonic() + 150.0
-        while "] active" not in log.read_text():
+        while "]: active" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         children = psutil.Process(proc.pid).children(recursive=True)

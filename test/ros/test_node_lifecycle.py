@@ -101,8 +101,9 @@ class Life:
         return call(self.ros, self.segment, req)
 
     def check_inactive(self) -> None:
-        """No input subscriptions, no worker (diagnostics), frames not received, calls refused."""
-        self.wait_graph({"image_subs": 0, "query_subs": 0, "result_pubs": 1, "segment": 1})
+        """No camera subscriptions, no worker (diagnostics), frames not received, queries and calls refused
+        (the query topics stay subscribed while configured: each query is answered with the reason)."""
+        self.wait_graph({"image_subs": 0, "query_subs": 1, "result_pubs": 1, "segment": 1})
         before = self.status()
         assert before["_message"] == "inactive (model not loaded)" and not WORKER_KEYS & before.keys(), before
         for k in range(3):
@@ -111,6 +112,10 @@ class Life:
         assert self.status()["frames_received"] == before["frames_received"]
         resp = self.segment_inline("while_inactive")
         assert not resp.success and "not active" in resp.message, resp.message
+        qid = f"inactive_q{len(self.results.items)}"
+        self.query_pub.publish(SegmentationQuery(id=qid, text="the cup", mode=SegmentationQuery.MODE_ONCE))
+        refused = spin_until(self.ros, lambda: self.results.matching(lambda r: r.query_id == qid), 10.0)
+        assert refused and not refused[0].success and "node inactive" in refused[0].message, refused
 
     def check_active(self, qid: str) -> np.ndarray:
         """Inputs subscribed, a worker, topic and service queries answered; the service's mask."""

@@ -8,14 +8,14 @@ import importlib.util
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import yaml
 from ros_env import REPO
 
-from converseg_ros.ros.params import NodeConfig
+from converseg_ros.ros import params
+from converseg_ros.ros.params import BY_NAME, PARAMS, NodeConfig
 
 IMPORT_BOTH = (
     "from converseg_ros.msg import SegmentationResult, SegmentationQuery, AffordanceRegion\n"
@@ -133,13 +133,38 @@ def test_package_xml_is_a_valid_format3_ament_cmake_manifest() -> None:
     assert [g.name for g in pkg.member_of_groups] == ["rosidl_interface_packages"]
 
 
-def test_params_yaml_only_names_declared_parameters() -> None:
-    data = yaml.safe_load((REPO / "config" / "segment.yaml").read_text())
+@pytest.mark.parametrize("name", ["segment.yaml", "head_wrist.yaml"])
+def test_shipped_params_files_name_declared_parameters_with_valid_values(name: str) -> None:
+    """Every key of the shipped params files is a declared parameter (or a camera's own value of a camera
+    parameter) and its value passes that declaration (ROS refuses an int for a double)."""
+    data = yaml.safe_load((REPO / "config" / name).read_text())
     given = data["/**"]["ros__parameters"]
-    declared = {f.name: f.default for f in fields(NodeConfig)}
-    assert set(given) <= set(declared), set(given) - set(declared)
-    for name, value in given.items():  # same types as the declared defaults (ROS refuses int for a double)
-        assert type(value) is type(declared[name]), (name, value)
+    values = {}
+    for key, value in given.items():
+        if isinstance(value, dict):  # a camera's own values
+            assert key in given.get("cameras", []), f"{key}: not a camera of {name}"
+            values.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            assert key in BY_NAME, f"{key} is not a declared parameter"
+            assert type(value) is type(BY_NAME[key].default) or BY_NAME[key].kind is list, (key, value)
+            values[key] = value
+    assert params.validate(params.with_values(NodeConfig(), values)) == []
+
+
+def test_docs_parameter_table_is_the_declarations() -> None:
+    """docs/ros.md carries the table generated from PARAMS (python -m converseg_ros.ros.params)."""
+    assert params.docs_table() in (REPO / "docs" / "ros.md").read_text()
+    assert len(params.docs_table().splitlines()) == len(PARAMS) + 2
+
+
+def test_declarations_are_consistent() -> None:
+    """Each entry's default passes its own declaration; ranges only on numbers; choices only on strings."""
+    for p in PARAMS:
+        assert p.problem(p.default) is None, p.name
+        assert p.range is None or p.kind in (int, float), p.name
+        assert not p.choices or p.kind is str, p.name
+        assert p.description.endswith("."), p.name
+    assert NodeConfig().camera("").max_rate_hz == BY_NAME["max_rate_hz"].default
 
 
 def test_tracking_defaults_are_the_engines() -> None:
@@ -175,7 +200,7 @@ def test_launch_arguments_match_node_parameters() -> None:
     """Static check (runs without `launch`): every parameter argument names a declared node parameter and
     the issue's arguments are all there."""
     lit = _launch_literals()
-    assert set(lit["PARAMETER_ARGUMENTS"].values()) <= {f.name for f in fields(NodeConfig)}
+    assert set(lit["PARAMETER_ARGUMENTS"].values()) <= set(BY_NAME)
     assert {
         "namespace",
         "image_topic",

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from converseg_ros.errors import ImageError
+
 # encoding -> (numpy dtype without byte order, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
     "rgb8": ("u1", 3),
@@ -32,7 +34,7 @@ DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
-class ImageCodecError(ValueError):
+class ImageCodecError(ImageError):
     """An image message that cannot be converted; the text names the reason and the message's fields."""
 
 

@@ -21,6 +21,7 @@ _RELIABILITY = {
 # What an `auto` input subscribes with while its topic has no publisher: best effort matches any publisher
 # that appears; the re-check then moves to reliable when every publisher offers it.
 AUTO_WITHOUT_PUBLISHERS = "best_effort"
+RESULT_DEPTH = 50  # results kept for a slow reliable subscriber
 
 
 def image_qos(reliability: str = "best_effort", depth: int = 1) -> QoSProfile:

@@ -1,6 +1,6 @@
 """The inference worker with several cameras and tracked queries, in this process with the real tiny engine (no
 ROS graph): round-robin fairness, what a tracked frame encodes, re-grounding, stops and restarts, bad frames on
-one camera."""
+one camera. No ROS."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import threading
 import time
 
 import pytest
-from ros_helpers import photo
-from worker_rig import Rig
+from serving_rig import Rig, photo
 
 from converseg_ros.data.synthetic_video import camera_sweep
 from converseg_ros.engine.tracking import TrackingConfig
-from converseg_ros.serving.worker import MODE_TRACK, Job, Query, WorkerSettings
+from converseg_ros.serving.queries import MODE_TRACK, Job, Query
+from converseg_ros.serving.settings import CameraSettings, WorkerSettings
 
 pytestmark = pytest.mark.timeout(180)
 NEVER = TrackingConfig(min_object_score=-math.inf, min_iou=0.0, reground_every=0)  # only requests re-ground
@@ -25,7 +25,7 @@ def rig_factory(tiny_engine):  # noqa: ANN001, ANN201
     rigs = []
 
     def make(cameras: list[str], tracking: TrackingConfig = NEVER) -> Rig:
-        rigs.append(Rig(tiny_engine, cameras, WorkerSettings(max_image_age_s=0.0, tracking=tracking)))
+        rigs.append(Rig(tiny_engine, cameras, WorkerSettings(max_image_age_s=0.0), CameraSettings(tracking=tracking)))
         return rigs[-1]
 
     yield make
@@ -110,7 +110,7 @@ def test_reground_request_stop_and_restart(rig_factory, photos) -> None:  # noqa
     assert ages["b"] == [(0, "start"), (1, ""), (2, ""), (0, "request")]
     shared = rig.batches[-1]
     assert {o.query.id for o in shared.outcomes} == {"a", "b"}  # one frame, one encoding, both tracks
-    assert rig.worker.stop_query("a") == 1
+    assert rig.worker.stop_query("a") == ["cam"]
     rig.worker.start_track(Query("b", "the cup", time.time_ns(), MODE_TRACK))  # same id: replaces b
     step(1)
     last = rig.batches[-1].outcomes

@@ -1,22 +1,19 @@
-"""The inference worker with the real tiny engine, in this process (no ROS graph): latest-frame slot,
-shared encodings, and failures that must not stop it (bad frames, a bad query in a batch, out of memory)."""
+"""The inference worker with the real tiny engine, in this process (no ROS): latest-frame slot, shared
+encodings, failures that must not stop it (bad frames, a bad query in a batch, out of memory), and every
+once-query answered exactly once (refused, expired, deactivated)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 import torch
-from ros_helpers import photo
-from sensor_msgs.msg import Image
+from serving_rig import Rig, photo
 
 from converseg_ros.engine import ConverSegEngine
-from converseg_ros.ros.msgs.image_codec import encode
-from converseg_ros.ros.msgs.image_input import image_to_rgb8
-from converseg_ros.serving.frame_slot import LatestSlot
-from converseg_ros.serving.worker import Batch, InferenceWorker, Job, Query, WorkerSettings
+from converseg_ros.serving.queries import MAX_PENDING_JOBS, Batch, Job, Query
+from converseg_ros.serving.settings import WorkerSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,38 +34,24 @@ class FlakyEngine(ConverSegEngine):
 
 @pytest.fixture
 def rig(tiny_engine):  # noqa: ANN001, ANN201
-    """A running worker over FlakyEngine; yields (worker, slot, batches published, put(frame_id))."""
+    """A running worker over FlakyEngine on one unnamed camera; yields (rig, engine, put(frame_id), wait(n))."""
     engine = FlakyEngine(tiny_engine)
-    batches: list[Batch] = []
-    published = threading.Condition()
-
-    def publish(batch: Batch) -> None:
-        with published:
-            batches.append(batch)
-            published.notify_all()
-
-    slot = LatestSlot()
-    worker = InferenceWorker(engine, slot, image_to_rgb8, publish, time.time_ns, WorkerSettings())
-    slot._on_put = worker.notify
+    rig = Rig(engine, [""], WorkerSettings(), count=False)
     rgb = photo(96)
 
-    def put(frame_id: str, msg: Image | None = None) -> None:
-        msg = msg or encode(rgb, "rgb8", Image())
-        msg.header.frame_id = msg.header.frame_id or frame_id
-        slot.put(msg, time.time_ns(), time.time_ns())
+    def put(frame_id: str, encoding: str = "rgb8") -> None:
+        rig.put("", rgb, frame_id, encoding)
 
     def wait(n: int, timeout: float = 20.0) -> list[Batch]:
-        with published:
-            published.wait_for(lambda: len(batches) >= n, timeout)
-        return list(batches)
+        return rig.wait(lambda b: len(b) >= n, timeout)
 
-    worker.start()
-    yield worker, engine, put, wait
-    worker.stop()
+    yield rig, engine, put, wait
+    rig.worker.stop()
 
 
 def test_out_of_memory_is_reported_and_the_next_frame_is_answered(rig) -> None:  # noqa: ANN001
-    worker, engine, put, wait = rig
+    rig, engine, put, wait = rig
+    worker = rig.worker
     engine.oom = 1
     worker.set_continuous(Query("c", "the cup", time.time_ns()))
     put("f1")
@@ -81,7 +64,8 @@ def test_out_of_memory_is_reported_and_the_next_frame_is_answered(rig) -> None: 
 
 
 def test_a_bad_query_in_a_batch_does_not_sink_the_others(rig) -> None:  # noqa: ANN001
-    worker, _, put, _wait = rig
+    rig, _, put, _wait = rig
+    worker = rig.worker
     put("f1")
     good = worker.submit(Job(Query("g", "the cup", 0)))
     bad = worker.submit(Job(Query("b", "   ", 0)))
@@ -91,11 +75,10 @@ def test_a_bad_query_in_a_batch_does_not_sink_the_others(rig) -> None:  # noqa: 
 
 
 def test_bad_frames_are_reported_then_a_good_one_is_answered(rig) -> None:  # noqa: ANN001
-    worker, _, put, wait = rig
+    rig, _, put, wait = rig
+    worker = rig.worker
     worker.set_continuous(Query("c", "the cup", time.time_ns()))
-    broken = encode(photo(96), "rgb8", Image())
-    broken.encoding = "yuv422"
-    put("bad", broken)
+    put("bad", "yuv422")
     batch = wait(1)[0]
     assert "bad image" in batch.outcomes[0].error and "yuv422" in batch.outcomes[0].error
     put("good")
@@ -104,7 +87,8 @@ def test_bad_frames_are_reported_then_a_good_one_is_answered(rig) -> None:  # no
 
 
 def test_jobs_share_the_cached_encoding_of_a_frame(rig) -> None:  # noqa: ANN001
-    worker, _, put, _wait = rig
+    rig, _, put, _wait = rig
+    worker = rig.worker
     put("f1")
     jobs = [worker.submit(Job(Query(f"j{k}", f"query number {k}", 0))) for k in range(3)]
     assert all(j.done.wait(20) for j in jobs)
@@ -113,9 +97,7 @@ def test_jobs_share_the_cached_encoding_of_a_frame(rig) -> None:  # noqa: ANN001
 
 
 def test_pending_jobs_are_bounded(rig) -> None:  # noqa: ANN001
-    from converseg_ros.serving.worker import MAX_PENDING_JOBS
-
-    worker, _, _put, _wait = rig
+    worker = rig[0].worker
     worker.set_enabled(False)  # topic once-queries wait while disabled
     jobs = [
         worker.submit(Job(Query(f"o{k}", "the cup", 0), policy="next")) for k in range(MAX_PENDING_JOBS + 1)
@@ -123,30 +105,52 @@ def test_pending_jobs_are_bounded(rig) -> None:  # noqa: ANN001
     assert worker.pending_jobs == MAX_PENDING_JOBS
     assert jobs[-1].done.is_set() and "busy" in jobs[-1].outcome.error
     assert not jobs[0].done.is_set()
+    assert rig[0].unanswered == [jobs[-1]]  # a topic query refused at once is reported for its answer
 
 
 def test_jobs_without_a_frame_expire_with_the_reason(rig) -> None:  # noqa: ANN001
     """frame_timeout_s: nothing arrived / only malformed frames were rejected / the frame is stale; a job
     with a frame in time is answered; expiry never blocks a later frame."""
-    worker, _, put, _wait = rig
-    worker.source = "/cam/image"
-    expired: list[Job] = []
-    worker._on_expired = expired.append
+    rig, _, put, _wait = rig
+    worker = rig.worker
+    worker.feed("").source = "/cam/image"
+    expired = rig.unanswered
     t0 = time.monotonic()
     nothing = worker.submit(Job(Query("n", "the cup", 0), policy="next", frame_timeout_s=0.4))
     assert nothing.done.wait(5) and 0.35 < time.monotonic() - t0 < 3.0
     assert nothing.outcome.error == "no camera frame received on /cam/image for 0.4 s", nothing.outcome.error
     assert expired == [nothing] and nothing.batch is None
     rejects = worker.submit(Job(Query("r", "the cup", 0), policy="next", frame_timeout_s=0.4))
-    worker.slot.reject("unsupported image encoding 'jpeg'")
+    worker.feed("").slot.reject("unsupported image encoding 'jpeg'")
     assert rejects.done.wait(5)
     assert "(1 malformed frames rejected, last: unsupported image encoding 'jpeg')" in rejects.outcome.error
-    worker.settings.max_image_age_s = 0.2
+    worker.set_settings(WorkerSettings(max_image_age_s=0.2))
     put("old")
-    time.sleep(0.3)
+    rig.clock.advance(0.5)  # "old" is now 0.5 s old
     stale = worker.submit(Job(Query("s", "the cup", 0), policy="latest", frame_timeout_s=0.4))
     assert stale.done.wait(5) and "s old > max_image_age_s=0.2" in stale.outcome.error, stale.outcome.error
     answered = worker.submit(Job(Query("a", "the cup", 0), policy="next", frame_timeout_s=5.0))
     put("fresh")
     assert answered.done.wait(20) and answered.outcome.error is None
     assert answered.batch.frame.msg.header.frame_id == "fresh"
+
+
+def test_every_waiting_query_is_answered_when_the_model_stops_and_while_none_is_loaded(tiny_engine) -> None:
+    """Stop answers waiting jobs "node deactivated" (topic ones reported for their result, service ones to the
+    caller only); without a model every job is refused at once; a restart serves again."""
+    rig = Rig(tiny_engine, ["a", "b"], WorkerSettings(max_image_age_s=0.0))
+    worker = rig.worker
+    topic = [worker.submit(Job(Query(f"t{k}", "the cup", 0), "next", camera="a")) for k in range(3)]
+    call = worker.submit(Job(Query("s", "the cup", 0), "next", from_service=True, camera="b"))
+    assert worker.pending_jobs == 4 and not rig.unanswered
+    assert worker.stop(30)
+    assert all(j.done.is_set() and j.outcome.error == "node deactivated" for j in [*topic, call])
+    assert rig.unanswered == topic  # the service call's answer goes back to its caller only
+    late = worker.submit(Job(Query("late", "the cup", 0), camera="a"))
+    assert late.done.is_set() and late.outcome.error == "node inactive (model not loaded)"
+    assert rig.unanswered[-1] is late and worker.pending_jobs == 0
+    worker.start(rig.engine)
+    again = worker.submit(Job(Query("again", "the cup", 0), "next", camera="a"))
+    rig.put("a", photo(64), "a0")
+    assert again.done.wait(30) and again.outcome.error is None
+    worker.stop()
