@@ -23,3 +23,12 @@ class OfflineError(ConverSegError):
 
 class PresetError(ConverSegError):
     """An unknown or malformed model preset."""
+
+
+class ModelConfigError(ConverSegError, ValueError):
+    """A model config (SAM2 YAML) that cannot be read or that names code outside the model package."""
+
+
+class DiskFullError(ConverSegError, OSError):
+    """A write failed for lack of space (ENOSPC/EDQUOT); the message names the folder. What was completed
+    before stays intact: free space and run again (``--resume`` for training)."""
