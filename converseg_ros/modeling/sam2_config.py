@@ -3,11 +3,12 @@ then instantiate.
 
 A SAM2 config is a hydra YAML whose ``_target_`` keys name the classes to build. ``hydra.utils.instantiate``
 would call any importable callable named there (``shutil.copyfile``, ``builtins.open``), so a config from a
-user, a preset or a node parameter could run code. Here a config is resolved once (interpolations
-evaluated), walked whole (mappings, lists, ``_args_``) and every target must be a ``torch.nn.Module`` class
-defined in ``sam2.modeling`` under exactly the dotted name given. Anything else is refused with the key path
-and the target before anything is imported from outside SAM2 or instantiated; what is instantiated is the
-very structure that was checked, with no interpolation left in it.
+user, a preset or a node parameter could run code. Here a config is resolved once (references between its
+own keys evaluated; resolver calls such as ``${oc.env:…}`` refused), walked whole (mappings, lists,
+``_args_``), and every target must be a ``torch.nn.Module`` class defined in ``sam2.modeling`` under exactly
+the dotted name given. Anything else is refused with the key path and the target before anything is
+imported from outside SAM2 or instantiated; what is instantiated is the very structure that was checked,
+with no interpolation left in it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ REFUSED_HYDRA_KEYS = ("_partial_", "_recursive_", "_convert_")
 # torch.load); weights come from the checkpoint options, loaded with weights_only=True.
 REFUSED_ARGUMENTS = ("weights_path",)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_RESOLVER_CALL = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -52,6 +54,7 @@ def load_config(config: str) -> dict[str, Any]:
             cfg = _compose_bundled(config, source)
         if not isinstance(cfg, DictConfig):
             raise ModelConfigError(f"{source}: expected a mapping at the top level")
+        _check_no_resolvers(OmegaConf.to_container(cfg, resolve=False), source)
         plain = OmegaConf.to_container(cfg, resolve=True)
     except ModelConfigError:
         raise
@@ -75,6 +78,20 @@ def _compose_bundled(name: str, source: str):
         raise ModelConfigError(
             f"{source}: not a file and not a config bundled with the sam2 package ({str(err).splitlines()[0]})"
         ) from err
+
+
+def _check_no_resolvers(node: Any, source: str, where: str = "") -> None:
+    """Refuse resolver calls (``${oc.env:…}``, ``${oc.decode:…}``): they would bring environment values
+    (keys, tokens) or decoded structures into the config. Plain references (``${model.d_model}``) stay."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_no_resolvers(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_no_resolvers(value, source, f"{where}[{index}]")
+    elif isinstance(node, str) and _RESOLVER_CALL.search(node):
+        name = _RESOLVER_CALL.search(node).group(1)
+        raise ModelConfigError(f"{source}: {where}: the resolver {name!r} is not allowed in a model config")
 
 
 def check_config(node: Any, source: str, where: str = "") -> None:

@@ -86,7 +86,9 @@ def test_hostile_config_is_refused_with_the_key_and_nothing_is_written(tmp_path:
     [
         ({"_target_": ["shutil.copyfile"]}, "model._target_: a target must be a class name, not list"),
         ({"_target_": "sam2.modeling.sam2_base.SAM2Base", "_recursive_": False}, "model._recursive_: the hydra"),
-        ({"_target_": "sam2.modeling.sam2_base.SAM2Base", "x": "\\${oc.env:HOME}"}, "model.x: interpolation text"),
+        ({"_target_": "sam2.modeling.sam2_base.SAM2Base", "x": "\\${model.y}"}, "model.x: interpolation text"),
+        ({"_target_": "sam2.modeling.sam2_base.SAM2Base", "x": "${oc.decode:'{_target_: os.getcwd}'}"},
+         "model.x: the resolver 'oc.decode' is not allowed"),
         ({"_target_": "sam2.modeling.sam2_utils.get_1d_sine_pe"}, "model._target_ = 'sam2.modeling.sam2_utils"),
         ({"_target_": "sam2.modeling.backbones.hieradet.Hiera", "weights_path": "/tmp/x.pt"},
          "model.weights_path: loading weights from a config is not allowed"),
@@ -97,6 +99,24 @@ def test_other_ways_to_run_code_are_refused(tmp_path: Path, model: dict, message
     with pytest.raises(ModelConfigError, match="SAM2 config") as err:
         load_config(str(path))
     assert message in str(err.value)
+
+
+def test_environment_values_never_reach_the_config_or_the_message(tmp_path: Path, monkeypatch) -> None:
+    """``${oc.env:…}`` would copy a key from the environment into the config (and into an error message)."""
+    monkeypatch.setenv("CONVERSEG_TEST_SECRET", "hf_not_to_be_logged")
+    path = write_yaml(tmp_path / "cfg.yaml", {"model": {"_target_": "${oc.env:CONVERSEG_TEST_SECRET}"}})
+    with pytest.raises(ModelConfigError) as err:
+        load_config(str(path))
+    assert "model._target_: the resolver 'oc.env' is not allowed" in str(err.value)
+    assert "hf_not_to_be_logged" not in str(err.value)
+
+
+def test_references_between_keys_still_resolve(tmp_path: Path) -> None:
+    cfg = tiny_model_config()
+    cfg["dims"] = {"d": cfg["model"]["memory_attention"]["d_model"]}
+    cfg["model"]["memory_attention"]["d_model"] = "${dims.d}"
+    model = build_sam2_model(str(write_yaml(tmp_path / "ref.yaml", cfg)))
+    assert model.memory_attention.d_model == cfg["dims"]["d"]
 
 
 def test_allow_list_is_exact() -> None:
