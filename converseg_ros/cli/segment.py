@@ -23,7 +23,7 @@ from converseg_ros.cli.model_args import add_model_arguments, engine_from_args
 from converseg_ros.engine import SegmentationOutput
 from converseg_ros.errors import ConverSegError
 from converseg_ros.imaging import decode_image
-from converseg_ros.modeling.atomic import atomic_path, atomic_write_bytes
+from converseg_ros.modeling.atomic import atomic_path, atomic_write_bytes, sweep_stale
 from converseg_ros.visualization import draw_overlay
 
 UNTRAINED_BANNER = "UNTRAINED model ({name}): random weights, the masks carry no meaning"
@@ -85,6 +85,7 @@ class SegmentCommand:
         if self.banner:
             print(f"*** {self.banner} ***", file=sys.stderr)
         args.out.mkdir(parents=True, exist_ok=True)
+        sweep_stale(args.out)  # temporaries of a run that was killed (a live one's are left alone)
 
     def run(self, image_path: str, prompts: list[str]) -> list[Path]:
         image = decode_image(image_path)

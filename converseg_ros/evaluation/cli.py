@@ -17,6 +17,7 @@ from converseg_ros.data.hub import HUB_DATASET, HUB_SPLITS, load_hub_split
 from converseg_ros.data.readers import read_items_json, read_reasonseg
 from converseg_ros.data.samples import ReadResult
 from converseg_ros.errors import ConverSegError
+from converseg_ros.modeling.atomic import sweep_stale
 
 log = logging.getLogger("converseg-eval")
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> dict:
     model = {"preset": spec.name, "weights": weights, "decode_mode": args.decode_mode,
              "preprocess": args.preprocess}
     metrics, items = {}, []
+    sweep_stale(Path(args.out))  # temporaries of a run that was killed (a live one's are left alone)
     for name, data in splits.items():
         for problem in data.problems:
             log.warning("%s: skipped %s", name, problem)
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> dict:
             if args.save_preds and len(splits) > 1
             else (Path(args.save_preds) if args.save_preds else None)
         )
+        if save is not None:
+            sweep_stale(save)
         metrics[name], results = evaluate_split(engine, data.samples, name, save)
         metrics[name].failed = [f"{p} (not loaded)" for p in data.problems] + metrics[name].failed
         items += results

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from converseg_ros.errors import CheckpointError
-from converseg_ros.modeling.atomic import atomic_dir, atomic_path
+from converseg_ros.modeling.atomic import atomic_dir, atomic_path, torch_save
 
 _PLM_PREFIX = "backbone.base_model.model."  # the Qwen model inside the plm file's LanguageAdapter
 _LORA_PREFIX = "base_model.model."  # the Qwen model inside a PEFT LoRA folder
@@ -175,7 +175,8 @@ def write_release(
     sam: nn.Module, adapter: nn.Module, out_dir: str | Path, step: int | str, name: str = "ConverSeg-Net",
     sam2_suffix: str = "",
 ) -> dict[str, Path]:
-    """Write SAM2, plm and LoRA files in the release format, each atomically. Returns their paths."""
+    """Write SAM2, plm and LoRA files in the release format, each atomically (a full disk raises
+    DiskFullError naming ``out_dir``; files finished before stay). Returns their paths."""
     out_dir = Path(out_dir)
     names = release_names(step, name)
     paths = {
@@ -184,9 +185,9 @@ def write_release(
         "lora": out_dir / names["lora"],
     }
     with atomic_path(paths["sam2"]) as tmp:
-        torch.save({"model": sam.state_dict()}, tmp)
+        torch_save({"model": sam.state_dict()}, tmp)
     with atomic_path(paths["plm"]) as tmp:
-        torch.save({"plm": adapter.state_dict()}, tmp)
+        torch_save({"plm": adapter.state_dict()}, tmp)
     with atomic_dir(paths["lora"]) as tmp:
         adapter.backbone.save_pretrained(str(tmp))
     return paths

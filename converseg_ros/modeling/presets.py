@@ -19,6 +19,7 @@ from converseg_ros.errors import PresetError
 from converseg_ros.modeling.checkpoints import find_checkpoint, release_files
 from converseg_ros.modeling.hub import fetch_snapshot
 from converseg_ros.modeling.language_adapter import LoraSettings
+from converseg_ros.modeling.preset_fields import FIELD_RULES, check_fields, lora_mapping
 
 # Config, tokenizer and processor files of a Qwen2.5-VL repository (weights excluded).
 QWEN_METADATA_PATTERNS = ["*.json", "*.txt", "*.jinja"]
@@ -45,9 +46,10 @@ class ModelSpec:
 
     def with_overrides(self, **paths: str | None) -> ModelSpec:
         """Copy with explicit values (e.g. local checkpoint paths) replacing the preset's."""
-        unknown = set(paths) - {f.name for f in dataclasses.fields(self)}
+        unknown = set(paths) - set(FIELD_RULES)
         if unknown:
             raise PresetError(f"unknown model option(s): {sorted(unknown)}")
+        check_fields({k: v for k, v in paths.items() if v is not None}, f"model option(s) for {self.name}")
         return dataclasses.replace(self, **{k: v for k, v in paths.items() if v is not None})
 
 
@@ -82,15 +84,19 @@ def load_preset(name_or_path: str) -> ModelSpec:
             raise PresetError(f"unknown preset {name_or_path!r}; available: {available_presets()}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise PresetError(f"{path}: invalid YAML ({err})") from err
-    lora = LoraSettings(**data.pop("lora", {}))
-    known = {f.name for f in dataclasses.fields(ModelSpec)}
-    unknown = set(data) - known
+    if not isinstance(data, dict):
+        raise PresetError(f"{path}: a preset must be a mapping of fields, not {type(data).__name__}")
+    known = set(FIELD_RULES) - {"lora"}  # YAML ``lora`` is the LoRA section; the path field is set by overrides
+    unknown = sorted(set(map(str, data)) - known - {"lora"})
     if unknown:
-        raise PresetError(f"{path}: unknown field(s) {sorted(unknown)}")
+        raise PresetError(f"{path}: unknown field(s) {unknown}")
+    section = data.pop("lora", {})
+    lora_mapping(section, f"{path}: lora")
+    check_fields(data, str(path))
     data.setdefault("name", path.stem)
-    return ModelSpec(lora_settings=lora, **data)
+    return ModelSpec(lora_settings=LoraSettings(**section), **data)
 
 
 def tiny_root() -> Path:
@@ -108,7 +114,7 @@ def resolve_files(spec: ModelSpec, allow_download: bool = False) -> ModelSpec:
         local = {"vlm": str(root / "qwen"), "sam2_config": str(root / "sam2_tiny.yaml"), **release_files(root)}
         defaults = ModelSpec(name=spec.name)
         keep = {k: getattr(spec, k) for k in local if getattr(spec, k) != getattr(defaults, k)}
-        return dataclasses.replace(spec, **{**local, **keep})
+        return _checked(dataclasses.replace(spec, **{**local, **keep}))
 
     updates: dict[str, str] = {}
     release = spec.release or {}
@@ -130,4 +136,13 @@ def resolve_files(spec: ModelSpec, allow_download: bool = False) -> ModelSpec:
         source = spec.sam2_base_source
         snapshot = fetch_snapshot(source["repo_id"], [source["filename"]], allow_download, "SAM2 base")
         updates["sam2_base"] = str(snapshot / source["filename"])
-    return dataclasses.replace(spec, **updates)
+    return _checked(dataclasses.replace(spec, **updates))
+
+
+def _checked(spec: ModelSpec) -> ModelSpec:
+    """``spec`` once its SAM2 config reads and names only SAM2 model classes (ModelConfigError otherwise),
+    so a hostile config is refused where files are resolved (the node's configure), before any build."""
+    from converseg_ros.modeling.sam2_config import load_config
+
+    load_config(spec.sam2_config)
+    return spec

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.transforms.functional import InterpolationMode, resize
+
+from converseg_ros.modeling.sam2_config import instantiate_model, load_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,21 +32,11 @@ class SamFeatures:
 
 
 def build_sam2_model(config: str):
-    """Instantiate SAM2Base from a bundled config name (``sam2_hiera_l.yaml``) or a YAML file path."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    if Path(config).is_file():
-        cfg = OmegaConf.load(config)
-    else:
-        import sam2  # noqa: F401  (initialises hydra's search path on the sam2 package)
-        from hydra import compose
-
-        cfg = compose(config_name=config)
-    OmegaConf.set_struct(cfg, False)
-    cfg.model.sam_mask_decoder_extra_args = dict(POSTPROCESSING_OVERRIDES)
-    OmegaConf.resolve(cfg)
-    model = instantiate(cfg.model, _recursive_=True)
+    """Instantiate SAM2Base from a bundled config name (``sam2_hiera_l.yaml``) or a YAML file path; the
+    config is refused unless every target in it is a SAM2 model class (:mod:`.sam2_config`)."""
+    cfg = load_config(config)
+    cfg["model"]["sam_mask_decoder_extra_args"] = dict(POSTPROCESSING_OVERRIDES)
+    model = instantiate_model(cfg)
     return model.eval()
 
 

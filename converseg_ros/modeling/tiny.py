@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from converseg_ros.modeling.atomic import atomic_dir
+from converseg_ros.modeling.atomic import atomic_dir, sweep_stale
 from converseg_ros.modeling.qwen_config import hub_flat_config
 
 TINY_FORMAT_VERSION = 5
@@ -171,6 +171,7 @@ def _scale_init(module: torch.nn.Module, gain: float) -> None:
 def build_tiny_files(root: Path, seed: int = 0) -> Path:
     """Write the tiny model's files under ``root`` (atomically; a finished directory is reused)."""
     root = Path(root)
+    sweep_stale(root.parent, names=[root.name])  # a build that was killed (a live one is left alone)
     stamp = root / "TINY_FORMAT"
     if stamp.exists() and stamp.read_text().strip() == str(TINY_FORMAT_VERSION):
         return root

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from converseg_ros.errors import CheckpointError
-from converseg_ros.modeling.atomic import atomic_dir, atomic_write_bytes
+from converseg_ros.modeling.atomic import atomic_dir, atomic_write_bytes, torch_save
 
 CHECKPOINTS = "checkpoints"
 TRAINED_FILE = "trained.safetensors"
@@ -72,21 +72,16 @@ def save_checkpoint(
     rng: dict,
 ) -> Path:
     """Write ``step_<step>`` atomically, point ``latest`` at it, prune all but the last ``keep_last``.
+    A full disk raises DiskFullError and leaves the previous checkpoints as they were.
 
     ``rng`` is the RNG state the next step must start from (``rng_state()`` between steps)."""
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
-        save_file(trained_tensors(net), str(tmp / TRAINED_FILE), metadata={"step": str(step)})
-        torch.save(
-            {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng,
-            },
-            tmp / STATE_FILE,
-        )
+        # serialised here, written by Python: a full disk is an OSError (ENOSPC), not a library message
+        (tmp / TRAINED_FILE).write_bytes(save(trained_tensors(net), metadata={"step": str(step)}))
+        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}
+        torch_save(state, tmp / STATE_FILE)
         (tmp / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     atomic_write_bytes(root / "latest", final.name.encode())
     steps = sorted(p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name))

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from converseg_ros.data.readers import read_dataset
 from converseg_ros.data.samples import ReadResult, Sample
-from converseg_ros.modeling.atomic import atomic_write_bytes
+from converseg_ros.errors import DiskFullError
+from converseg_ros.modeling.atomic import atomic_write_bytes, is_no_space, sweep_stale
 from converseg_ros.modeling.build import ConverSegNet
 from converseg_ros.training import checkpoint as ck
 from converseg_ros.training.config import TrainConfig, config_yaml, load_config
@@ -133,6 +134,8 @@ class Trainer:
             self.forward = DistributedDataParallel(self.forward, device_ids=ids)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
+            for folder in (self.out, self.out / ck.CHECKPOINTS, self.out / "panels"):
+                sweep_stale(folder, exclusive=True)  # a run folder has one writer: leftovers are a killed run's
             atomic_write_bytes(self.out / "config.yaml", config_yaml(cfg).encode())
             if problems:
                 report = self.out / "data_problems.txt"
@@ -150,11 +153,12 @@ class Trainer:
         )
 
     def _truncate_metrics(self) -> None:
-        """Drop metric lines past the resumed step, so the files read as one continuous curve."""
+        """Drop metric lines past the resumed step (and a line torn by a full disk or a kill), so the files
+        read as one continuous curve."""
         for path in (self.out / METRICS_FILE, self.out / VALIDATION_FILE):
             if path.is_file():
-                lines = path.read_text().splitlines()
-                keep = [line for line in lines if line and json.loads(line)["step"] <= self.step]
+                records = [_record(line) for line in path.read_text(errors="replace").splitlines()]
+                keep = [line for line, record in records if record is not None and record["step"] <= self.step]
                 atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode())
 
     def _loader(self) -> DataLoader:
@@ -205,7 +209,24 @@ class Trainer:
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> Path | None:
-        """Train to ``cfg.steps``; returns the final checkpoint (rank 0) or None."""
+        """Train to ``cfg.steps``; returns the final checkpoint (rank 0) or None. A full disk stops the run
+        with DiskFullError naming the folder and the checkpoint a ``--resume`` continues from."""
+        try:
+            return self._run()
+        except Exception as exc:
+            if not is_no_space(exc):
+                raise
+            raise DiskFullError(getattr(exc, "folder", self.out), self._kept()) from exc
+
+    def _kept(self) -> str:
+        """What a full disk leaves: the checkpoint --resume continues from."""
+        last = ck.latest_checkpoint(self.out)
+        stopped = f" (training stopped at step {getattr(self, 'step', 0)}); "
+        if last is None:
+            return stopped + "no checkpoint was written yet: free space, then start again"
+        return stopped + f"the last checkpoint, {last.name}, is intact: free space, then run again with --resume"
+
+    def _run(self) -> Path | None:
         self._setup()
         cfg = self.cfg
         last_saved = self.step
@@ -260,7 +281,10 @@ class Trainer:
         finally:
             bar.close()
             if self.rank == 0:
-                self.tb.close()
+                try:
+                    self.tb.close()
+                except OSError as exc:  # a full disk: say so, without hiding what ended the run
+                    log.warning("TensorBoard events in %s not all written: %s", self.out / "tb", exc)
             if dist.is_initialized():
                 dist.destroy_process_group()
         return ck.latest_checkpoint(self.out) if self.rank == 0 else None
@@ -312,6 +336,15 @@ class Trainer:
             self.cfg.keep_last,
             rng,
         )
+
+
+def _record(line: str) -> tuple[str, dict | None]:
+    """A metrics line and its record (None for a torn or empty line)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line, None
+    return line, record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
 
 def _worker_init(_: int) -> None:
