@@ -32,10 +32,12 @@ def photo(name: str, w: int = W, h: int = H) -> np.ndarray:
     return cv2.resize(rgb[..., :3], (w, h), interpolation=cv2.INTER_AREA)
 
 
-def marked(rgb: np.ndarray, k: int) -> np.ndarray:
-    """``rgb`` with frame number ``k`` as the grey level 30 + 40 k of a 48x48 corner patch."""
+def marked(rgb: np.ndarray, k: int, tag: int = 0) -> np.ndarray:
+    """``rgb`` with frame number ``k`` as the grey level 30 + 40 k of a 48x48 corner patch (and ``tag``, which
+    keeps different episodes' and cameras' frames apart, in the opposite corner)."""
     out = rgb.copy()
     out[:48, :48] = min(255, 30 + 40 * k)
+    out[-16:, -16:] = (tag * 37) % 256
     return out
 
 
@@ -130,7 +132,8 @@ def droid_episode(n_steps: int, instructions: tuple[str, str, str], photo_offset
     jpeg = {}
     for c, cam in enumerate(DROID_IMAGES):
         base = photo(PHOTOS[(c + photo_offset) % len(PHOTOS)])
-        jpeg[cam] = [cv2.imencode(".jpg", cv2.cvtColor(marked(base, k), cv2.COLOR_RGB2BGR))[1].tobytes()
+        jpeg[cam] = [cv2.imencode(".jpg", cv2.cvtColor(marked(base, k, 3 * photo_offset + c + 1),
+                                                       cv2.COLOR_RGB2BGR))[1].tobytes()
                      for k in range(n_steps)]
     features = {f"steps/observation/{cam}": v for cam, v in jpeg.items()}
     features.update({
@@ -195,7 +198,7 @@ def write_droid_raw(root: Path, lab: str, outcome: str, timestamp: str, uuid: st
     (folder / f"metadata_{uuid}.json").write_text(json.dumps(meta))
     for c, (camera, serial) in enumerate(serials.items()):
         base = photo(PHOTOS[(c + photo_offset) % len(PHOTOS)], 128, 96)
-        left = [marked(base, k) for k in range(n_frames)]
+        left = [marked(base, k, sum(map(ord, lab)) + c) for k in range(n_frames)]
         right = [np.full_like(f, 200) for f in left]  # the right eye: a flat grey the reader must never return
         pairs = zip(left, right, strict=True)
         _video(mp4 / f"{serial}-stereo.mp4", [np.concatenate([a, b], axis=1) for a, b in pairs])
