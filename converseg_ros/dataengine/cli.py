@@ -99,7 +99,10 @@ def run_main(argv: list[str]) -> int:
         result = run_on_ray(cfg, out, cfg["ray"], cfg["ray_address"], cfg["progress"])
         print(json.dumps(result, indent=1))
         return 0 if all(s["exit_code"] == 0 and s["counts"]["pending"] == 0 for s in result["shards"]) else 1
-    print(json.dumps(runner.run_local(cfg, out, resume), indent=1))
+    result = runner.run_local(cfg, out, resume)
+    for warning in result["warnings"]:
+        print(f"converseg-data: warning: {warning}", file=sys.stderr)
+    print(json.dumps(result, indent=1))
     return 0
 
 

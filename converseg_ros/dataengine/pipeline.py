@@ -48,8 +48,17 @@ class Pipeline:
 
     # one image --------------------------------------------------------------------------------------
     def finished(self, item: InputImage) -> bool:
+        """Nothing to do for this item (an unreadable status file is not finished: it is quarantined first)."""
         status = self.store.item_state(item.id)
-        return bool(status) and (status["status"] == DONE or (status["status"] == FAILED and not self.retry_failed))
+        if status.get("quarantined"):
+            return False
+        if status.get("status") == DONE:
+            try:  # its samples must still be readable (a bad stage file is quarantined, the item redone later)
+                self.store.samples(item.id)
+            except RunFileError:
+                return False
+            return True
+        return status.get("status") == FAILED and not self.retry_failed
 
     def process(self, item: InputImage) -> dict:
         """Run the missing stages of one image; returns its status (raises only what stops the run)."""
