@@ -107,6 +107,7 @@ def run_main(argv: list[str]) -> int:
 
 
 def status_main(argv: list[str]) -> int:
+    from converseg_ros.dataengine.runfiles import DiskFullError
     from converseg_ros.dataengine.samples import expand_runs
 
     p = argparse.ArgumentParser(prog="converseg-data status", description="counts of a run (or of its shards)")
@@ -116,7 +117,11 @@ def status_main(argv: list[str]) -> int:
     failures: dict[str, int] = {}
     vlm = {"calls": 0, "retries": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
     for store in expand_runs(args.run):
-        manifest = store.write_manifest()  # the file is rebuilt from the items, as documented
+        try:
+            manifest = store.write_manifest()  # the file is rebuilt from the items, as documented
+        except DiskFullError as exc:
+            print(f"converseg-data: warning: manifest.json not rewritten: {exc}", file=sys.stderr)
+            manifest = store.manifest()
         totals["total"] += manifest["total"]
         totals["samples"] += manifest["samples"]
         for k, v in manifest["counts"].items():

@@ -74,3 +74,15 @@ def run_args(out: Path, url: str, *extra: str) -> list[str]:
     """A ``converseg-data run`` command line against the scripted server with the tiny SAM2."""
     return ["run", "--out", str(out), "--vlm", "openai", "--base-url", url, "--model", "scripted",
             "--sam2", "tiny", "--device", "cpu", "--backoff", "0.05", "--no-progress", *extra]
+
+
+def distinct_photos(path: Path, n: int, offset: int = 0) -> Path:
+    """``n`` different PNG photos (real photos, each with its own corner marks) in a new folder."""
+    from robot_datasets import marked
+
+    path.mkdir()
+    names = ("coffee", "chelsea", "astronaut", "rocket")
+    for k in range(n):
+        rgb = marked(photo(names[(k + offset) % 4]), k % 5, k + offset)
+        cv2.imwrite(str(path / f"{k:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
