@@ -33,6 +33,17 @@ def test_rosbag2_sampled_by_time(tmp_path):
     assert report.units == report.owned == 1 and not report.duplicates
 
 
+def test_rosbag2_instruction_topic(tmp_path):
+    tasks = {0.5: "pick up the cup", 2.2: "put the cup in the sink"}
+    bag = write_rosbag2(tmp_path / "episode", _frames()[:4], instructions=tasks)
+    spec = InputSpec(bags=[str(bag)], topics=["/camera/color/image_raw"], sampling=Sampling(every_s=0.0),
+                     instruction_topic="/task")
+    items, _ = collect_inputs(spec, tmp_path / "run")
+    by_stamp = {i.source["stamp_ns"]: i.instructions for i in items}
+    assert by_stamp == {10**9: ["pick up the cup"], int(1.5e9): ["pick up the cup"],
+                        2 * 10**9: ["pick up the cup"], int(2.5e9): ["put the cup in the sink"]}
+
+
 def test_mcap_sampled_by_scene_change(tmp_path):
     mcap = write_mcap(tmp_path / "wrist.mcap", [photo(n) for n in ["coffee"] * 3 + ["chelsea"] * 3 + ["rocket"] * 2])
     spec = InputSpec(bags=[str(mcap)], topics=["/wrist/image/compressed"],
