@@ -28,7 +28,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["converseg_ros", "converseg_ros.*"]),
-    package_data={"converseg_ros.modeling": ["*.jinja"], "converseg_ros.dataengine": ["*.html"]},
+    package_data={"converseg_ros.modeling": ["*.jinja"], "converseg_ros.dataengine": ["*.html", "*.css", "*.js"]},
     data_files=[entry for d in ("models", "launch", "config", "rviz") for entry in shared(d)],
     entry_points={
         "console_scripts": [

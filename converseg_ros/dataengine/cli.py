@@ -3,10 +3,11 @@
 converseg-data run --out RUN --images DIR --vlm openai --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-VL-7B
 converseg-data run --out RUN --bag episode/ --topic /camera/image_raw --vlm gemini --model gemini-2.5-flash
 converseg-data run --out RUN --droid droid_raw/ --vlm transformers --model converseg-3b --sam2 converseg-3b
-converseg-data run --out RUN --resume                     (after a crash or kill: finished stages are kept)
-converseg-data status RUN                                 (counts as JSON)
-converseg-data review RUN [--port 8765]                   (Accept/Reject page on 127.0.0.1)
-converseg-data export RUN --train data/dataset.jsonl --items data/items.json
+converseg-data run --out RUN --rlds droid_100/1.0.0 --max-images 200 --dry-run   (inputs, requests, cost)
+converseg-data run --out RUN --resume                     (after a crash, kill or full disk: finished stages kept)
+converseg-data status RUN                                 (counts as JSON; rewrites manifest.json)
+converseg-data review RUN [--port 8765]                   (Accept/Reject page on 127.0.0.1, token in the URL)
+converseg-data export RUN --train data/dataset.jsonl --items data/eval/items.json --eval-fraction 0.2
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import signal
 import sys
 from pathlib import Path
@@ -23,24 +23,6 @@ from converseg_ros.data.concepts import FAMILIES
 from converseg_ros.errors import ConverSegError
 
 log = logging.getLogger("converseg-data")
-
-# Settings that decide what a run produces: stored in run.json; --resume refuses different values.
-RESULT_DEFAULTS: dict = {
-    "images": [], "bag": [], "topic": [], "droid": [], "cameras": "ext1,ext2,wrist",
-    "every_s": 1.0, "scene_threshold": None, "max_images": None, "shard": None,
-    "vlm": None, "model": None, "base_url": None, "api_key_env": None, "max_tokens": 4096,
-    "sam2": None, "sam2_weights": "release", "sam2_checkpoint": None, "device": "auto", "precision": "auto",
-    "families": ",".join(FAMILIES), "hard_negatives": False, "max_regions": 8, "vlm_max_side": 1024,
-    "temperature": 0.7,
-}
-# Settings of how to run (free to change on --resume).
-RUN_DEFAULTS: dict = {
-    "workers": 4, "concurrency": None, "timeout": 120.0, "retries": 4, "backoff": 1.0,
-    "price_in": None, "price_out": None, "retry_failed": False, "progress": True, "allow_download": False,
-    "ray": None, "ray_address": None,
-}
-DEFAULT_MODELS = {"gemini": "gemini-2.5-flash"}
-
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="converseg-data run", argument_default=argparse.SUPPRESS,
@@ -51,8 +33,12 @@ def _run_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", action="append", help="folder of images (recursive; repeatable)")
     src.add_argument("--bag", action="append", help="rosbag2 folder, ROS 1 .bag or .mcap file (repeatable)")
     src.add_argument("--topic", action="append", help="image topic to read from the bags (repeatable)")
-    src.add_argument("--droid", action="append", help="DROID raw episodes folder (repeatable)")
-    src.add_argument("--cameras", help="DROID cameras, comma-separated (default ext1,ext2,wrist)")
+    src.add_argument("--droid", action="append", help="DROID raw episodes folder, or the RLDS release (repeatable)")
+    src.add_argument("--rlds", action="append", help="RLDS/TFDS dataset folder (<name>/<version>/ with "
+                     "features.json and *.tfrecord-* shards; repeatable)")
+    src.add_argument("--cameras", help="cameras, comma-separated: ext1,ext2,wrist (default) or RLDS feature names")
+    src.add_argument("--instruction-topic", help="std_msgs/String topic of the bags with the robot's task words")
+    src.add_argument("--fps", type=float, help="steps per second of RLDS episodes (default 15, DROID's rate)")
     src.add_argument("--every-s", type=float, help="keep a frame at most every S seconds per camera (default 1)")
     src.add_argument("--scene-threshold", type=float,
                      help="also require this much change since the last kept frame (0..1, e.g. 0.08)")
@@ -73,6 +59,8 @@ def _run_parser() -> argparse.ArgumentParser:
     vlm.add_argument("--concurrency", type=int, help="requests in flight at most (default = --workers)")
     vlm.add_argument("--price-in", type=float, help="USD per 1M input tokens for the cost summary")
     vlm.add_argument("--price-out", type=float, help="USD per 1M output tokens")
+    vlm.add_argument("--max-cost", type=float, help="stop (resumable) before spending more than this many USD")
+    vlm.add_argument("--rpm", type=float, help="at most this many VLM requests per minute")
     seg = p.add_argument_group("SAM2 and stages")
     seg.add_argument("--sam2", help="preset whose SAM2 turns boxes into masks (default: the --model preset for "
                      "transformers, else converseg-3b)")
@@ -91,126 +79,35 @@ def _run_parser() -> argparse.ArgumentParser:
     ops.add_argument("--allow-download", action="store_true", help="fetch missing model files from the hub")
     ops.add_argument("--ray", type=int, help="run N shards as Ray tasks (RUN/shard-i-of-N); see docs/dataengine.md")
     ops.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
+    ops.add_argument("--dry-run", action="store_true", help="print inputs, requests and estimated cost; write nothing")
+    ops.add_argument("--estimate-from", action="append", help="finished run(s) whose rates calibrate --dry-run")
     return p
 
 
-def resolve_config(args: dict, stored: dict | None) -> dict:
-    """Defaults <- stored run.json <- command line; on resume, result settings must not change."""
-    given_result = {k: v for k, v in args.items() if k in RESULT_DEFAULTS}
-    if stored is not None:
-        changed = {k: (stored.get(k), v) for k, v in given_result.items() if stored.get(k) != v}
-        if changed:
-            text = ", ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in changed.items())
-            raise ConverSegError(f"--resume with different settings ({text}); start a new --out instead")
-        result = {**RESULT_DEFAULTS, **stored}
-    else:
-        result = {**RESULT_DEFAULTS, **given_result}
-    run = {**RUN_DEFAULTS, **{k: v for k, v in args.items() if k in RUN_DEFAULTS}}
-    key_env = result["api_key_env"]
-    if key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-        # never echo it: a key pasted here by mistake must not reach the terminal or run.json
-        raise ConverSegError("--api-key-env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                             "not the key itself")
-    if result["vlm"] is None:
-        raise ConverSegError("--vlm is required (openai, gemini or transformers)")
-    result["model"] = result["model"] or DEFAULT_MODELS.get(result["vlm"])
-    if not result["model"]:
-        raise ConverSegError(f"--model is required for --vlm {result['vlm']}")
-    if result["sam2"] is None:
-        from converseg_ros.dataengine.models import is_preset
-
-        local_preset = result["vlm"] == "transformers" and is_preset(result["model"])
-        result["sam2"] = result["model"] if local_preset else "converseg-3b"
-    families = [f.strip() for f in result["families"].split(",") if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not families:
-        raise ConverSegError(f"--families: unknown {unknown}; choose from {','.join(FAMILIES)}")
-    return {**result, **run}
-
-
-def _settings(cfg: dict):
-    from converseg_ros.dataengine.stages.context import StageSettings
-
-    return StageSettings(
-        families=tuple(f.strip() for f in cfg["families"].split(",") if f.strip()),
-        hard_negatives=cfg["hard_negatives"], max_regions=cfg["max_regions"], temperature=cfg["temperature"],
-        vlm_max_side=cfg["vlm_max_side"],
-    )
-
-
-def _input_spec(cfg: dict):
-    from converseg_ros.dataengine.inputs import InputSpec, Sampling
-
-    return InputSpec(
-        images=cfg["images"], bags=cfg["bag"], topics=cfg["topic"], droid=cfg["droid"],
-        cameras=[c.strip() for c in cfg["cameras"].split(",") if c.strip()],
-        sampling=Sampling(cfg["every_s"], cfg["scene_threshold"]), max_images=cfg["max_images"], shard=cfg["shard"],
-    )
-
-
-def _client(cfg: dict):
-    from converseg_ros.dataengine.vlm import Accounting, Prices, RetryPolicy, VLMClient, make_backend
-    from converseg_ros.dataengine.vlm.gemini import DEFAULT_PRICES
-
-    backend = make_backend(cfg["vlm"], cfg["model"], cfg["base_url"], cfg["api_key_env"], cfg["timeout"],
-                           cfg["max_tokens"], cfg["device"], cfg["precision"], cfg["allow_download"])
-    default_in, default_out = DEFAULT_PRICES if cfg["vlm"] == "gemini" else (0.0, 0.0)
-    prices = Prices(cfg["price_in"] if cfg["price_in"] is not None else default_in,
-                    cfg["price_out"] if cfg["price_out"] is not None else default_out)
-    policy = RetryPolicy(attempts=max(1, cfg["retries"]), timeout=cfg["timeout"], backoff=cfg["backoff"])
-    return VLMClient(backend, policy, cfg["concurrency"] or cfg["workers"], Accounting(prices))
-
-
-def _segmenter(cfg: dict):
-    from converseg_ros.dataengine.models import is_preset, load_box_sam2, load_net
-    from converseg_ros.dataengine.segmenter import BoxSegmenter
-
-    shares_net = (cfg["vlm"] == "transformers" and cfg["model"] == cfg["sam2"] and is_preset(cfg["sam2"])
-                  and cfg["sam2_weights"] == "release" and not cfg["sam2_checkpoint"])
-    if shares_net:  # the local VLM's preset: reuse its already-loaded SAM2
-        return BoxSegmenter(load_net(cfg["sam2"], cfg["device"], cfg["precision"], cfg["allow_download"]).sam)
-    return BoxSegmenter(load_box_sam2(cfg["sam2"], cfg["sam2_weights"], cfg["sam2_checkpoint"],
-                                      cfg["allow_download"], cfg["device"]))
-
-
 def run_main(argv: list[str]) -> int:
-    from converseg_ros.dataengine.inputs import collect_inputs, to_json
-    from converseg_ros.dataengine.pipeline import Pipeline
-    from converseg_ros.dataengine.store import RunStore
+    from converseg_ros.dataengine import runner
 
     args = vars(_run_parser().parse_args(argv))
-    out, resume = Path(args.pop("out")), args.pop("resume")
-    store = RunStore(out)
-    stored = store.read_json("run.json")
-    if stored is not None and not resume:
-        raise ConverSegError(f"{out} already holds a run; pass --resume to continue it")
-    if stored is None and resume and not args.get("ray"):
-        raise ConverSegError(f"--resume: {out} holds no run (no run.json)")
-    cfg = resolve_config(args, (stored or {}).get("config") if stored else None)
+    out, resume = Path(args.pop("out")).resolve(), args.pop("resume")
+    cfg = runner.prepare(args, out, resume)
+    if cfg["dry_run"]:
+        print(json.dumps(runner.dry_run(cfg, out, resume), indent=1))
+        return 0
     if cfg["ray"]:
         from converseg_ros.dataengine.ray_runner import run_on_ray
 
-        result = run_on_ray(argv, out, cfg["ray"], cfg["ray_address"])
+        result = run_on_ray(cfg, out, cfg["ray"], cfg["ray_address"], cfg["progress"])
         print(json.dumps(result, indent=1))
-        return 0 if all(s["counts"]["pending"] == 0 for s in result["shards"]) else 1
-    if stored is not None and store.remove_partial_files():
-        log.info("removed temporary files of an interrupted session")
-    if stored is None:
-        store.write_json("run.json", {"version": 1, "config": {k: cfg[k] for k in RESULT_DEFAULTS}})
-    inputs = store.inputs()
-    if inputs is None:  # first start, or killed while enumerating: frames already written are reused
-        inputs = collect_inputs(_input_spec(cfg), out)
-        store.write_json("inputs.json", to_json(inputs))
-    log.info("%d inputs in %s", len(inputs), out)
-    pipeline = Pipeline(store, _client(cfg), _segmenter(cfg), _settings(cfg), retry_failed=cfg["retry_failed"])
-    manifest = pipeline.run(inputs, cfg["workers"], cfg["progress"])
-    summary = store.read_json("summary.json") or {}
-    print(json.dumps({"run": str(out), **manifest["counts"], "total": manifest["total"],
-                      "samples": manifest["samples"], "vlm": summary.get("total", {})}, indent=1))
+        return 0 if all(s["exit_code"] == 0 and s["counts"]["pending"] == 0 for s in result["shards"]) else 1
+    result = runner.run_local(cfg, out, resume)
+    for warning in result["warnings"]:
+        print(f"converseg-data: warning: {warning}", file=sys.stderr)
+    print(json.dumps(result, indent=1))
     return 0
 
 
 def status_main(argv: list[str]) -> int:
+    from converseg_ros.dataengine.runfiles import DiskFullError
     from converseg_ros.dataengine.samples import expand_runs
 
     p = argparse.ArgumentParser(prog="converseg-data status", description="counts of a run (or of its shards)")
@@ -220,7 +117,11 @@ def status_main(argv: list[str]) -> int:
     failures: dict[str, int] = {}
     vlm = {"calls": 0, "retries": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
     for store in expand_runs(args.run):
-        manifest = store.manifest()
+        try:
+            manifest = store.write_manifest()  # the file is rebuilt from the items, as documented
+        except DiskFullError as exc:
+            print(f"converseg-data: warning: manifest.json not rewritten: {exc}", file=sys.stderr)
+            manifest = store.manifest()
         totals["total"] += manifest["total"]
         totals["samples"] += manifest["samples"]
         for k, v in manifest["counts"].items():
@@ -228,7 +129,7 @@ def status_main(argv: list[str]) -> int:
         for entry in manifest["items"].values():
             if entry["status"] == "failed":
                 failures[entry["stage"]] = failures.get(entry["stage"], 0) + 1
-        summary = (store.read_json("summary.json") or {}).get("total", {})
+        summary = (store.read("summary.json") or {}).get("total", {})
         for k in vlm:
             vlm[k] += summary.get(k, 0)
     print(json.dumps({**totals, "failed_by_stage": failures, "vlm": vlm}, indent=1))
@@ -247,9 +148,22 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--require-review", action="store_true", help="only samples a person accepted")
     p.add_argument("--no-negatives", dest="negatives", action="store_false", help="leave out hard negatives")
     p.add_argument("--name", help="dataset name in items.json (default: its folder's name)")
+    p.add_argument("--eval-fraction", type=float, help="share of the split groups that go to --items "
+                   "(default 0.2 when --train and --items are both given, else 0)")
+    p.add_argument("--split-by", choices=["episode", "image", "scene"],
+                   help="split groups (default: episode where the inputs have one, else image)")
+    p.add_argument("--val", help="dataset.jsonl of a validation part for converseg-train --val-data")
+    p.add_argument("--val-fraction", type=float, default=0.0, help="share of the groups that go to --val")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     args = p.parse_args(argv)
     result = export_runs(args.run, args.train, args.items, args.assets, args.require_review, args.negatives,
-                         args.name)
+                         args.name, args.eval_fraction, args.split_by, args.seed, args.val, args.val_fraction)
+    from converseg_ros.dataengine.export import format_table
+
+    parts = list(result["exported"])
+    print(format_table(result["families"], parts), file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"converseg-data: warning: {warning}", file=sys.stderr)
     print(json.dumps(result, indent=1))
     return 0
 
@@ -260,11 +174,14 @@ def review_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="converseg-data review", description="Accept/Reject samples in a browser")
     p.add_argument("run", nargs="+", help="run folder(s)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other machines can reach")
     p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
     args = p.parse_args(argv)
-    server = make_server(args.run, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"review: http://{host}:{port}/  ({len(server.review_data.records)} samples; Ctrl-C to stop)", flush=True)
+    server = make_server(args.run, args.host, args.port, args.allow_remote)
+    if args.allow_remote:
+        print(f"converseg-data: warning: the review page listens on {args.host}, reachable from other machines; "
+              "anyone with the URL below can change decisions", file=sys.stderr)
+    print(f"review: {server.url}  ({len(server.review_data.records)} samples; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     finally:

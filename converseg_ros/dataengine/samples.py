@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from converseg_ros.dataengine import runfiles
+from converseg_ros.dataengine.ids import IdError, check_id
+from converseg_ros.dataengine.runfiles import RunFileError
 from converseg_ros.dataengine.store import RunStore
 from converseg_ros.errors import ConverSegError
 
@@ -49,22 +52,39 @@ class SampleRecord:
 
     @property
     def mask_path(self) -> Path:
-        return self.store.item_dir(self.image_id) / self.data["mask"]
+        """The sample's mask file; refuses a path that leaves the item's folder."""
+        base = self.store.item_dir(self.image_id).resolve()
+        path = (base / self.data["mask"]).resolve()
+        if not path.is_relative_to(base):
+            raise RunFileError(base / "stage5_verify_prompts.json", f"mask path {self.data['mask'][:80]!r} leaves "
+                               "the item folder")
+        return path
 
     def image_path(self, inputs: dict) -> Path:
         return self.store.image_path(inputs[self.image_id])
 
 
 def collect_samples(stores: list[RunStore]) -> tuple[list[SampleRecord], dict[str, dict], list[str]]:
-    """Every sample of finished images (first occurrence of an id wins), the inputs by id, and problems."""
+    """Every sample of finished images (first occurrence of an id wins), the inputs by id, and problems: an
+    item whose files cannot be read, or a sample with an unsafe id or mask path, is skipped and named."""
     records, inputs, problems, seen = [], {}, [], set()
     for store in stores:
         for item in store.inputs() or []:
             inputs.setdefault(item.id, item)
-            status = store.status(item.id)
-            if not status or status.get("status") != "done":
+            status = store.item_state(item.id)
+            if status.get("quarantined"):
+                problems.append(f"skipped {item.id}: {status['reason']}")
+            if status.get("status") != "done":
                 continue
-            for data in store.samples(item.id):
+            try:
+                samples = store.samples(item.id)
+                for data in samples:
+                    check_id(data["id"], "sample id")
+                    SampleRecord(store, item.id, data).mask_path  # noqa: B018 - checked before use
+            except (RunFileError, IdError) as exc:
+                problems.append(f"skipped {item.id}: {exc}")
+                continue
+            for data in samples:
                 if data["id"] in seen:
                     problems.append(f"duplicate sample id {data['id']} in {store.root} (kept the first)")
                     continue
@@ -81,7 +101,7 @@ class Decisions:
         self._lock = threading.Lock()
         self._by_store: dict[Path, dict] = {}
         for store in stores:
-            data = store.read_json("review.json") or {}
+            data = store.read("review.json", dict, runfiles.check_review) or {}
             self._by_store[store.root] = dict(data.get("decisions", {}))
 
     def get(self, record: SampleRecord) -> str | None:

@@ -9,6 +9,7 @@ import cv2
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "data"))  # robot_datasets: DROID layouts written by tests
 from dataengine_inputs import PHOTOS, photo  # noqa: E402
 from scripted_vlm import ScriptedVLM  # noqa: E402
 

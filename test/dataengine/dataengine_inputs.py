@@ -22,8 +22,10 @@ def photo(name: str, side: int = 160) -> np.ndarray:
 
 
 def write_rosbag2(path: Path, frames: list[np.ndarray], topic: str = "/camera/color/image_raw",
-                  storage: str = "sqlite3", period_s: float = 0.5) -> Path:
-    """A rosbag2 folder with sensor_msgs/Image (rgb8) frames ``period_s`` apart (header stamps set)."""
+                  storage: str = "sqlite3", period_s: float = 0.5,
+                  instructions: dict[float, str] | None = None) -> Path:
+    """A rosbag2 folder with sensor_msgs/Image (rgb8) frames ``period_s`` apart (header stamps set) and, with
+    ``instructions``, std_msgs/String task words on /task at the given seconds."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -32,6 +34,12 @@ def write_rosbag2(path: Path, frames: list[np.ndarray], topic: str = "/camera/co
     plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conn = writer.add_connection(topic, img_t, typestore=ts)
+        if instructions:
+            str_t = ts.types["std_msgs/msg/String"].__msgtype__
+            task = writer.add_connection("/task", str_t, typestore=ts)
+            for t_s, text in sorted(instructions.items()):
+                msg = ts.types["std_msgs/msg/String"](data=text)
+                writer.write(task, int(t_s * 1e9), ts.serialize_cdr(msg, str_t))
         for i, rgb in enumerate(frames):
             t_ns = int((1 + i * period_s) * 1e9)
             header = ts.types["std_msgs/msg/Header"](
@@ -74,3 +82,15 @@ def run_args(out: Path, url: str, *extra: str) -> list[str]:
     """A ``converseg-data run`` command line against the scripted server with the tiny SAM2."""
     return ["run", "--out", str(out), "--vlm", "openai", "--base-url", url, "--model", "scripted",
             "--sam2", "tiny", "--device", "cpu", "--backoff", "0.05", "--no-progress", *extra]
+
+
+def distinct_photos(path: Path, n: int, offset: int = 0) -> Path:
+    """``n`` different PNG photos (real photos, each with its own corner marks) in a new folder."""
+    from robot_datasets import marked
+
+    path.mkdir()
+    names = ("coffee", "chelsea", "astronaut", "rocket")
+    for k in range(n):
+        rgb = marked(photo(names[(k + offset) % 4]), k % 5, k + offset)
+        cv2.imwrite(str(path / f"{k:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path

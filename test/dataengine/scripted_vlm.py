@@ -6,7 +6,8 @@ deterministic reply computed from the request itself — boxes from the sizes of
 from the numbered regions listed — so interrupted and uninterrupted runs get the same answers. Faults are
 scripted per stage and consumed in order: ``429:<s>`` / ``503:<s>`` (with Retry-After), ``500``,
 ``nonjson``, ``wrongschema``, ``outside`` (a box outside the image), ``badindex`` (a region index out of
-range), ``slow:<s>`` (sleep, then a valid reply), ``401``; stage ``*`` applies to any stage.
+range), ``slow:<s>`` (sleep, then a valid reply), ``401``, ``500echo`` (a 500 whose body echoes the request's
+``Authorization`` header, as some proxies do); stage ``*`` applies to any stage.
 
 Run alone for demos:  python test/dataengine/scripted_vlm.py --port 8799 --faults '{"region_captions": ["429:1"]}'
 """
@@ -140,6 +141,16 @@ class ScriptedVLM:
         return None
 
     def _respond(self, h, gemini: bool, stage: str, fault: str | None, text: str, images, schema) -> None:
+        if fault == "500echo":
+            auth = h.headers.get("Authorization") or ""
+            err = json.dumps({"error": {"message": f"upstream failed for request with Authorization: {auth}",
+                                        "request": {"headers": {"authorization": auth}}}})
+            h.send_response(500)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(err)))
+            h.end_headers()
+            h.wfile.write(err.encode())
+            return
         if fault and fault.split(":")[0] in ("429", "503", "500", "401"):
             code, _, wait = fault.partition(":")
             status = {"429": "RESOURCE_EXHAUSTED", "503": "UNAVAILABLE", "500": "INTERNAL", "401": "UNAUTHENTICATED"}

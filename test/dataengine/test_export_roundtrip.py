@@ -38,18 +38,27 @@ def test_export_train_eval_round_trip(finished_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(finished_run), "--train", str(data / "dataset.jsonl"),
                  "--items", str(data / "eval" / "items.json")]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["exported"] == len(verified)  # -1 rejected by the person, +1 accepted by the person
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    exported = result["exported"]
+    assert exported["train"] + exported["eval"] == len(verified)  # -1 rejected by the person, +1 accepted
+    assert exported["eval"] > 0 and exported["train"] > 0
     assert result["skipped"] == {"rejected in review": 1, "rejected by the verifier": len(refused) - 1}
+    assert result["split"]["split_by"] == "image" and result["split"]["groups"] == {"train": 2, "eval": 1}
+    assert "family" in captured.err and "entities" in captured.err  # the per-family table
 
     train = read_dataset(data / "dataset.jsonl")
     items = read_dataset(data / "eval" / "items.json")
     assert not train.problems and not items.problems
     ids = [s.id for s in items.samples]
-    assert refused[0].id in ids and verified[0].id not in ids and len(ids) == len(set(ids))
-    assert {s.concept for s in items.samples} == {"entities", "spatial", "affordances"}
     rows = [json.loads(line) for line in (data / "dataset.jsonl").read_text().splitlines()]
-    assert {r["concept"] for r in rows} == {"entities", "spatial", "affordances"}
+    both = ids + [r["id"] for r in rows]
+    assert len(both) == len(set(both)) and verified[0].id not in both and refused[0].id in both
+    assert {s.image for s in train.samples}.isdisjoint({s.image for s in items.samples})  # no image on both sides
+    assert {r["concept"] for r in rows} | {s.concept for s in items.samples} == {"entities", "spatial", "affordances"}
+    recorded = json.loads((data / "eval" / "split.json").read_text())
+    assert recorded["eval_groups"] == sorted({r["group"] for r in json.loads((data / "eval" / "items.json").read_text())
+                                           ["items"]})
     for sample in items.samples:  # images and masks match in size (the reference's exporter did not)
         target, _ = sample.load_target(decode_image(sample.image).shape[:2])
         assert target.any()
@@ -66,7 +75,7 @@ def test_export_train_eval_round_trip(finished_run, tmp_path, capsys):
     report = json.loads((report_dir / "report.json").read_text())
     (split,) = report["count"]
     assert report["count"][split]["all"] == len(ids)
-    for family in ("entities", "spatial", "affordances"):
+    for family in {s.concept for s in items.samples}:
         assert report["count"][split][family] == sum(s.concept == family for s in items.samples)
         assert 0.0 <= report["giou"][split][family] <= 1.0
 
@@ -80,14 +89,14 @@ def test_require_review_and_no_negatives(scripted, photo_dir, tmp_path, capsys):
     decisions.set(records[0], "accept")
     capsys.readouterr()
     assert main(["export", str(out), "--items", str(tmp_path / "a" / "items.json"), "--require-review"]) == 0
-    assert json.loads(capsys.readouterr().out)["exported"] == 1
+    assert json.loads(capsys.readouterr().out)["exported"] == {"eval": 1}
     assert main(["export", str(out), "--items", str(tmp_path / "b" / "items.json")]) == 0
-    with_neg = json.loads(capsys.readouterr().out)["exported"]
+    with_neg = json.loads(capsys.readouterr().out)["exported"]["eval"]
     assert main(["export", str(out), "--items", str(tmp_path / "c" / "items.json"), "--no-negatives"]) == 0
     without = json.loads(capsys.readouterr().out)
     negatives = [r for r in records if r.data["negative"] and decisions.keep(r, require_review=False)]
     assert negatives
-    assert without["exported"] == with_neg - len(negatives)
+    assert without["exported"]["eval"] == with_neg - len(negatives)
     empty = [s for s in read_dataset(tmp_path / "b" / "items.json").samples
              if not s.load_target(decode_image(s.image).shape[:2])[0].any()]
     assert len(empty) == len(negatives)

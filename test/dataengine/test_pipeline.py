@@ -45,8 +45,9 @@ def test_run_images_and_logs(scripted, photo_dir, logs, tmp_path, monkeypatch, c
     assert manifest["total"] == 4 + 4 and len(bag_ids) == 4  # 3 photos + 1 corrupt; 2 frames per log
     assert manifest["counts"] == {"done": 6, "failed": 2, "pending": 0}
     failed = {k: v for k, v in manifest["items"].items() if v["status"] == "failed"}
-    assert failed["img_corrupt"]["stage"] == "load" and "cannot decode" in failed["img_corrupt"]["reason"]
-    (hopeless,) = [v for k, v in failed.items() if k != "img_corrupt"]
+    (corrupt,) = [k for k in failed if k.startswith("img_corrupt_")]
+    assert failed[corrupt]["stage"] == "load" and "cannot decode" in failed[corrupt]["reason"]
+    (hopeless,) = [v for k, v in failed.items() if k != corrupt]
     assert hopeless["stage"] == "1 (captions)" and "gave up after 4 attempts" in hopeless["reason"]
     assert "does not match the schema" in hopeless["reason"]
 
@@ -123,11 +124,12 @@ def test_hard_negatives_family_choice_and_progress_bar(scripted, tmp_path, capsy
     args = [a for a in run_args(out, scripted.openai_url) if a != "--no-progress"]
     assert main([*args, "--images", str(folder), "--families", "spatial,physics", "--hard-negatives"]) == 0
     assert "converseg-data: 100%" in capsys.readouterr().err  # the progress bar ran to the end
-    stage4 = json.loads((out / "items" / "img_coffee" / "stage4_prompts.json").read_text())
+    (item,) = (out / "items").glob("img_coffee_*")
+    stage4 = json.loads((item / "stage4_prompts.json").read_text())
     assert set(stage4["families"]) == {"spatial", "physics"}
-    stage5 = json.loads((out / "items" / "img_coffee" / "stage5_verify_prompts.json").read_text())
+    stage5 = json.loads((item / "stage5_verify_prompts.json").read_text())
     assert {s["family"] for s in stage5["samples"]} == {"spatial", "physics"}
     negatives = [s for s in stage5["samples"] if s["negative"]]
     assert len(negatives) == 2 and all(s["satisfying"] == [] for s in negatives)  # one per family
     for s in stage5["samples"]:  # a hard negative's target is empty, every other one is not
-        assert np.any(read_mask(out / "items" / "img_coffee" / s["mask"])) != s["negative"]
+        assert np.any(read_mask(item / s["mask"])) != s["negative"]

@@ -57,8 +57,10 @@ def test_prompt_rules():
     assert prompts.soft_problem({**ok, "satisfying": []}, 10, True) is None
     text = prompts.PROMPT.format(
         title="T", probe="p", pitfall="x", count=3, max_words=10, subtypes_list="a", negatives_rule="",
-        subtypes="- a: b", captions="0: cup\n1: plate")
-    assert "STRICT subset" in text and text.endswith("0: cup\n1: plate")
+        subtypes="- a: b", captions="0: cup\n1: plate", robot_context="")
+    assert "STRICT subset" in text and text.endswith("0: cup\n1: plate") and "robot" not in text
+    context = prompts.robot_context(["put the marker in the pot", "marker to pot"])
+    assert '"put the marker in the pot" / "marker to pot"' in context and prompts.robot_context([]) == ""
 
 
 def test_box_masks_from_the_tiny_preset():

@@ -186,7 +186,7 @@ def test_gemini_backend_speaks_generate_content(scripted, monkeypatch):
 
 
 def test_a_key_given_as_the_variable_name_is_refused_without_echo():
-    from converseg_ros.dataengine.cli import resolve_config
+    from converseg_ros.dataengine.config import resolve_config
     from converseg_ros.errors import ConverSegError
 
     with pytest.raises(ConverSegError) as err:

@@ -59,6 +59,7 @@ class StageContext:
     files: ItemFiles
     settings: StageSettings = field(default_factory=StageSettings)
     segmenter: object | None = None  # BoxSegmenter
+    instructions: list[str] = field(default_factory=list)  # what the robot was doing (DROID task, RLDS text)
 
     @property
     def height(self) -> int:

@@ -5,7 +5,9 @@ region descriptions; it returns prompts with ``candidates`` (regions a user migh
 ``satisfying`` (those that really qualify). Hard rules make a reply invalid (retried): indices must name
 an accepted region and the sub-type must be one of the family's. Soft rules drop just that prompt, with
 the reason kept: ``satisfying`` must be a strict subset of ``candidates`` (the paper's proper-subset rule),
-at most ``max_prompts_words`` words, and an empty target only with ``--hard-negatives``.
+at most ``max_prompts_words`` words, and an empty target only with ``--hard-negatives``. When the input
+carries the robot's own task words (a DROID task, an RLDS instruction, a log's instruction topic) they are
+given as context, so prompts are about what the robot was doing; the output keeps them.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ FAMILY_GUIDES: dict[str, tuple[str, str, str, dict[str, str]]] = {
 }
 
 PROMPT = """You write difficult, conversational segmentation prompts about {title}: {probe}.
-You get the image and a copy where the available segmentation masks are coloured and numbered, plus the
+{robot_context}You get the image and a copy where the available segmentation masks are coloured and numbered, plus the
 numbered descriptions of those masks below.
 
 Write up to {count} prompts. Each must need a careful look at the image to decide which numbered regions
@@ -115,6 +117,18 @@ Sub-types:
 
 Numbered regions:
 {captions}"""
+
+ROBOT_CONTEXT = """This image was recorded by a robot while it worked on this task: {task}
+Prefer prompts that matter for that task (the objects it acts on, where things go, what is in the way,
+what is safe to touch), for example "the pot the marker goes into" — still following every rule below.
+"""
+
+
+def robot_context(instructions: list[str]) -> str:
+    if not instructions:
+        return ""
+    return ROBOT_CONTEXT.format(task=" / ".join(f'"{t}"' for t in instructions[:3]))
+
 
 NEGATIVES_RULE = {
     False: "; never empty",
@@ -184,7 +198,8 @@ def run(ctx: StageContext, previous: dict) -> dict:
     for family in s.families:
         title, probe, pitfall, subtypes = FAMILY_GUIDES[family]
         text = PROMPT.format(
-            title=title, probe=probe, pitfall=pitfall, count=s.prompts_per_family, max_words=s.max_prompt_words,
+            title=title, probe=probe, pitfall=pitfall, robot_context=robot_context(ctx.instructions),
+            count=s.prompts_per_family, max_words=s.max_prompt_words,
             subtypes_list=", ".join(subtypes), negatives_rule=NEGATIVES_RULE[s.hard_negatives],
             subtypes="\n".join(f"- {k}: {v}" for k, v in subtypes.items()), captions=captions_text(regions),
         )
@@ -202,4 +217,4 @@ def run(ctx: StageContext, previous: dict) -> dict:
             kept.append({"prompt": prompt, "subtype": item["subtype"], "candidates": sorted(set(item["candidates"])),
                          "satisfying": satisfying, "negative": not satisfying})
         families[family] = {"prompts": kept, "dropped": dropped}
-    return {"families": families}
+    return {"families": families, "instructions": list(ctx.instructions)}

@@ -73,5 +73,6 @@ def run(ctx: StageContext, previous: dict) -> dict:
                 "verdict": "accept" if verdict["accept"] else "reject",
                 "reason": " ".join(verdict["reason"].split()),
                 "mask": ctx.files.write_mask(f"samples/{sid}.png", target),
+                "instructions": list(ctx.instructions),
             })
     return {"samples": samples}

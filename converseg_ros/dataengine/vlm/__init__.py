@@ -11,13 +11,13 @@ from converseg_ros.dataengine.vlm.base import (
     VLMError,
     VLMRequest,
 )
-from converseg_ros.dataengine.vlm.client import RetryPolicy, VLMClient
+from converseg_ros.dataengine.vlm.client import Budget, BudgetExceeded, Pace, RetryPolicy, VLMClient
 
 BACKENDS = ("openai", "gemini", "transformers")
 
 __all__ = [
-    "BACKENDS", "Accounting", "Backend", "FatalVLMError", "Prices", "ReplyError", "RetryPolicy",
-    "TransientError", "VLMClient", "VLMError", "VLMRequest", "make_backend",
+    "BACKENDS", "Accounting", "Backend", "Budget", "BudgetExceeded", "FatalVLMError", "Pace", "Prices",
+    "ReplyError", "RetryPolicy", "TransientError", "VLMClient", "VLMError", "VLMRequest", "make_backend",
 ]
 
 

@@ -51,6 +51,10 @@ class Accounting:
             self.retries += int(retried)
             self.waited_s += waited
 
+    def cost(self) -> float:
+        with self._lock:
+            return self.prices.cost(sum(self.input_tokens.values()), sum(self.output_tokens.values()))
+
     def summary(self) -> dict:
         """A JSON-ready snapshot."""
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from converseg_ros.dataengine.scrub import register_secret
 from converseg_ros.errors import ConverSegError
 
 
@@ -89,6 +90,7 @@ def api_key(names: list[str], required: bool) -> str | None:
     for var in names:
         value = os.environ.get(var, "").strip()
         if value:
+            register_secret(value)  # scrubbed from every message, reason and file from now on
             return value
     if required:
         raise FatalVLMError(f"no API key: set one of the environment variables {', '.join(names)}")

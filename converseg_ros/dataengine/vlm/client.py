@@ -3,7 +3,10 @@
 ``VLMClient.ask`` sends a request through a backend under a concurrency limit, parses the reply as JSON,
 validates it against the request's JSON Schema and the stage's own check (boxes inside the image, indices
 in range), and retries with exponential backoff (jitter, capped) — waiting what the server asked in
-``Retry-After`` on 429/503. Every attempt's tokens are counted, failed ones included.
+``Retry-After`` on 429/503. Every attempt's tokens are counted, failed ones included. A ``Budget`` stops
+the run (``BudgetExceeded``, a ``FatalVLMError``: unfinished images stay pending) before a request that
+would start beyond ``--max-cost``; a ``Pace`` spaces requests to ``--rpm`` per minute; ``on_attempt`` is
+called after every request (progress per VLM call).
 """
 
 from __future__ import annotations
@@ -53,6 +56,50 @@ class RetryPolicy:
         return base * (0.5 + rng.random() / 2)  # jitter so parallel workers do not retry in lockstep
 
 
+class BudgetExceeded(FatalVLMError):
+    """The run reached ``--max-cost``: it stops here and continues with ``--resume --max-cost <more>``."""
+
+
+@dataclass
+class Budget:
+    """Stop before spending more than ``limit_usd`` (``spent_before``: earlier sessions of the run)."""
+
+    limit_usd: float | None = None
+    spent_before: float = 0.0
+
+    def check(self, accounting: Accounting) -> None:
+        if self.limit_usd is None:
+            return
+        spent = self.spent_before + accounting.cost()
+        if spent >= self.limit_usd:
+            raise BudgetExceeded(f"--max-cost reached: ${spent:.4f} spent of ${self.limit_usd:.4f}; finished "
+                                 "work is kept, continue with --resume and a higher --max-cost")
+
+
+class Pace:
+    """At most ``per_minute`` requests per minute (evenly spaced); clock and sleep are injectable."""
+
+    def __init__(self, per_minute: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._clock, self._sleep = clock, sleep
+        self._next = None
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Block until this request may go; returns the seconds waited."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            start = now if self._next is None else max(now, self._next)
+            self._next = start + self.interval
+        delay = start - now
+        if delay > 0:
+            self._sleep(delay)
+        return max(delay, 0.0)
+
+
 def parse_json_reply(text: str) -> dict:
     """The reply's JSON object (a markdown fence around it is tolerated); ReplyError otherwise."""
     match = _FENCE.match(text)
@@ -91,6 +138,9 @@ class VLMClient:
         accounting: Accounting | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int = 0,
+        budget: Budget | None = None,
+        pace: Pace | None = None,
+        on_attempt: Callable[[dict], None] | None = None,
     ):
         self.backend = backend
         self.policy = policy or RetryPolicy()
@@ -98,6 +148,9 @@ class VLMClient:
         self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._sleep = sleep
         self._rng = random.Random(seed)
+        self.budget = budget or Budget()
+        self.pace = pace or Pace(None)
+        self.on_attempt = on_attempt
 
     @property
     def box_format(self) -> str:
@@ -130,15 +183,22 @@ class VLMClient:
 
     def _attempt(self, request: VLMRequest, check: Callable[[dict], None] | None) -> dict:
         """One backend call, counted, then parsed and validated."""
+        self.budget.check(self.accounting)
         try:
             with self._slots:
+                self.pace.wait()
                 completion = self.backend.complete(request, self.policy.timeout)
         except VLMError as exc:
-            self.accounting.attempt(request.name, getattr(exc, "usage", None) or Usage())
+            self._counted(request.name, getattr(exc, "usage", None) or Usage())
             raise
-        self.accounting.attempt(request.name, completion.usage)
+        self._counted(request.name, completion.usage)
         value = parse_json_reply(completion.text)
         validate_schema(value, request.schema)
         if check is not None:
             check(value)
         return value
+
+    def _counted(self, name: str, usage: Usage) -> None:
+        self.accounting.attempt(name, usage)
+        if self.on_attempt is not None:
+            self.on_attempt(self.accounting.summary())

@@ -7,6 +7,7 @@ the tests' local server).
 
 from __future__ import annotations
 
+from converseg_ros.dataengine.scrub import scrub_text
 from converseg_ros.dataengine.vlm.base import (
     Completion,
     ReplyError,
@@ -77,7 +78,8 @@ class GeminiBackend:
         except httpx.TimeoutException as exc:
             raise TransientError(f"no reply within {timeout:g} s", "timeout") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}", "connection") from exc
+            raise TransientError(f"connection failed: {type(exc).__name__}: {scrub_text(str(exc))}",
+                                 "connection") from exc
         meta = response.usage_metadata
         used = Usage(
             int(getattr(meta, "prompt_token_count", 0) or 0),

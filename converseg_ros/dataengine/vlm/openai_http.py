@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from converseg_ros.dataengine.scrub import scrub_text, scrub_url
 from converseg_ros.dataengine.vlm.base import (
     Completion,
     FatalVLMError,
@@ -48,7 +49,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def http_failure(status: int, body: str, retry_after: str | None) -> Exception:
     """Map an HTTP error status to the engine's error classes."""
-    detail = " ".join(body.split())[:200]
+    detail = scrub_text(" ".join(body.split()))[:200]
     if status in RETRY_STATUSES:
         kind = "http_429" if status == 429 else ("http_5xx" if status >= 500 else f"http_{status}")
         return TransientError(f"HTTP {status}: {detail}", kind, parse_retry_after(retry_after))
@@ -65,7 +66,7 @@ class OpenAIBackend:
         self, base_url: str, model: str, key_env: str = DEFAULT_KEY_ENV, max_tokens: int = 4096,
         key_required: bool = False,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")  # may carry credentials: never printed (see __repr__)
         self.model = model
         self.max_tokens = max_tokens
         key = api_key([key_env], required=key_required)
@@ -73,7 +74,7 @@ class OpenAIBackend:
         self._http = httpx.Client(headers=headers, follow_redirects=False)
 
     def __repr__(self) -> str:  # never shows the key
-        return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r})"
+        return f"OpenAIBackend(base_url={scrub_url(self.base_url)!r}, model={self.model!r})"
 
     def payload(self, request: VLMRequest) -> dict:
         content: list[dict] = [{"type": "text", "text": request.text + "\n\n" + schema_instructions(request.schema)}]
@@ -100,7 +101,8 @@ class OpenAIBackend:
         except httpx.TimeoutException as exc:
             raise TransientError(f"no reply within {timeout:g} s ({type(exc).__name__})", "timeout") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}", "connection") from exc
+            raise TransientError(f"connection failed: {type(exc).__name__}: {scrub_text(str(exc))}",
+                                 "connection") from exc
         if response.status_code != 200:
             raise http_failure(response.status_code, response.text, response.headers.get("retry-after"))
         try:
@@ -108,7 +110,8 @@ class OpenAIBackend:
             choice = body["choices"][0]
             message = choice["message"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ReplyError(f"not a chat-completions response: {response.text[:160]!r}", "bad_response") from exc
+            raise ReplyError(f"not a chat-completions response: {scrub_text(response.text)[:160]!r}",
+                             "bad_response") from exc
         usage = body.get("usage") or {}
         used = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
         if message.get("refusal"):
