@@ -28,7 +28,7 @@ from converseg_ros.dataengine.ids import check_id
 from converseg_ros.dataengine.inputs import InputImage, from_json
 from converseg_ros.dataengine.runfiles import RunFileError, disk_full, is_disk_full, read_run_file
 from converseg_ros.dataengine.stages import STAGES
-from converseg_ros.modeling.atomic import atomic_write_bytes
+from converseg_ros.modeling.atomic import atomic_write_bytes, sweep_stale
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,10 @@ class RunStore:
         return out["samples"] if out else []
 
     def remove_partial_files(self) -> int:
-        """Delete temporary files a killed run left behind (``.<name>.*.part``); returns how many."""
-        count = 0
-        for folder in (self.root / "items", self.root / "frames", self.root):
-            pattern = "**/.*.part" if folder != self.root else ".*.part"
-            for path in folder.glob(pattern) if folder.is_dir() else []:
-                path.unlink(missing_ok=True)
-                count += 1
-        return count
+        """Delete temporary files killed writers left behind (``.<name>.*.part``); a live writer's (another
+        shard of this run, on this host) are kept. Returns how many were removed."""
+        folders = {path.parent for path in self.root.glob("**/.*.part")}
+        return sum(len(sweep_stale(folder)) for folder in sorted(folders))
 
     # manifest ---------------------------------------------------------------------------------------
     def item_state(self, item_id: str) -> dict:
