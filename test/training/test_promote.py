@@ -86,14 +86,15 @@ def test_candidate_made_worse_is_refused(models, photo_data, tmp_path):
             value += torch.randn(value.shape, generator=generator) * value.std()  # noise as large as the weights
     torch.save(state, sam2)
     out = tmp_path / "v3"
-    code = main(["promote", str(worse), "--baseline", str(models / "good"), "--items", str(photo_data / "items.json"),
-                 "--to", str(out), "--preprocess", "squash", "--preset", "tiny", *FIRST])  # two releases: name it
+    # the baseline as the training run (exported on the fly; its preset is the one both are built on)
+    code = main(["promote", str(worse), "--baseline", str(models / "run"), "--items", str(photo_data / "items.json"),
+                 "--to", str(out), "--preprocess", "squash", *FIRST])
     assert code == 3
     assert not out.exists() and _left_over(tmp_path) == []
     report = _report(out)
     giou = report["scores"]["giou"]
     assert report["verdict"] == "refused" and report["release"] is None
-    assert report["settings"]["preprocess"] == "squash"
+    assert report["settings"]["preprocess"] == "squash" and report["preset"] == "tiny"
     assert giou["candidate"]["all"] < giou["baseline"]["all"]
     assert report["reasons"][0].startswith("overall gIoU")
     assert "# Promotion: REFUSED" in out.with_name("v3.promotion.md").read_text()
