@@ -52,6 +52,11 @@ class CameraFeed:
         self.seen_seq = self.continuous_seq = self.track_seq = self.pre_encode_seq = 0
         self.continuous_ran = None
         self.last_continuous_ns, self.last_pre_encode = 0, 0.0
+        self.forget_model()
+        self.stats = WorkerStats()
+
+    def forget_model(self) -> None:
+        """A model swapped in while serving: what the old model computed goes (its cached encoding, its
+        tracker); the frame bookkeeping stays, so the new model starts on the next frame."""
         self.cache, self.tracker = None, None
         self.tracker_queries = {}
-        self.stats = WorkerStats()

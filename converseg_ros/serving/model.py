@@ -1,5 +1,5 @@
-"""Which model to serve and how: the request (preset, overrides, device, speed options), its check at
-configure (files present, device resolved) and the engine's construction at activation. Plain Python."""
+"""Which model to serve and how: the request (preset, release folder, explicit files, device, speed options),
+its check (files present, device resolved) and the engine's construction. Plain Python."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ class ModelRequest:
     overlap: str = "auto"
     attention: str = "auto"
     compile_sam2: bool = False
+    release: str = ""  # a release folder (SAM2 .torch, plm .torch, LoRA folder); ``overrides`` win over it
+
+    def files(self) -> dict[str, Any]:
+        """The preset fields to replace: the release folder's three files, then ``overrides`` (CheckpointError
+        when the folder is not a release)."""
+        from converseg_ros.modeling.checkpoints import release_files
+
+        return {**(release_files(self.release) if self.release else {}), **self.overrides}
+
+    @property
+    def label(self) -> str:
+        """A short name for answers and logs: the preset, ``@<release folder name>``, ``+files`` for overrides."""
+        label = self.preset + (f"@{Path(self.release).name}" if self.release else "")
+        return label + ("+files" if self.overrides else "")
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ def check_model(request: ModelRequest) -> ModelChoice:
     from converseg_ros.modeling.build import resolve_device_names
     from converseg_ros.modeling.presets import load_preset, resolve_files
 
-    spec = load_preset(request.preset).with_overrides(**request.overrides)
+    spec = load_preset(request.preset).with_overrides(**request.files())
     local = resolve_files(spec, allow_download=request.allow_download)
     for name in MODEL_FILE_FIELDS:
         path = getattr(local, name, None)
@@ -65,6 +79,7 @@ def load_engine(request: ModelRequest, choice: ModelChoice) -> Any:
         "attention": request.attention,
         "compile_sam2": request.compile_sam2,
     }
-    if request.overrides:
-        kwargs["overrides"] = dict(request.overrides)
+    files = request.files()
+    if files:
+        kwargs["overrides"] = files
     return ConverSegEngine.from_preset(request.preset, **kwargs)

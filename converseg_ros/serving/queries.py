@@ -84,3 +84,4 @@ class Batch:
     segment_ms: float = 0.0
     jobs: list[Job] = field(default_factory=list)
     camera: str = ""  # the camera the frame came from ("" also for an image sent with a service call)
+    model: str = ""  # the model that computed it (ModelRequest.label): answers name it, a swap shows in it

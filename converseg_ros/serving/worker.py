@@ -8,6 +8,10 @@ running them is the :class:`~converseg_ros.serving.frame_runner.FrameRunner`'s. 
 ``publish`` — through a :class:`~converseg_ros.serving.publish_queue.PublishQueue` when ``pipelined``, so
 conversion and publication overlap the next frame's encoding. Every once-query from a topic that ends
 without a frame (refused, expired, deactivated) goes to ``on_unanswered``: each gets exactly one answer.
+
+A model is replaced while serving with :meth:`swap`, between two frames: the standing queries stay, tracked
+ones are grounded again on the new model. ``swap(None)`` pauses (no frame is run, waiting jobs keep their
+deadlines) until the next swap brings a model.
 """
 
 from __future__ import annotations
@@ -24,12 +28,22 @@ from converseg_ros.serving.frame_runner import FrameRunner
 from converseg_ros.serving.frame_slot import Frame
 from converseg_ros.serving.publish_queue import PublishQueue
 from converseg_ros.serving.queries import Batch, Job, Outcome, Query, clip
-from converseg_ros.serving.scheduler import Plan, Scheduler
+from converseg_ros.serving.scheduler import IDLE_WAIT_S, Plan, Scheduler
 from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSettings
 from converseg_ros.serving.stats import Accounts, WorkerStats
 from converseg_ros.serving.status import ServingStatus, snapshot
 
 NOT_LOADED = "node inactive (model not loaded)"
+
+
+class _Swap:
+    """A model handed to the inference thread, and what became of it."""
+
+    def __init__(self, engine: Any | None, label: str) -> None:
+        self.engine, self.label = engine, label
+        self.done = threading.Event()
+        self.installed = False
+        self.replaced: Any = None
 
 
 class InferenceWorker:
@@ -62,12 +76,15 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self._running: list[Job] = []  # jobs of the batch being computed
         self._stop = False
+        self._label = ""  # the served model's name (Batch.model)
+        self._swap: _Swap | None = None  # a model waiting to be installed between two frames
         for feed in self.feeds:
             feed.slot.listen(self.notify)
 
     # -- model lifetime ------------------------------------------------------------------------------
-    def start(self, engine: Any) -> None:
-        """Serve with ``engine`` on a new inference thread; every tracked query is grounded again on it."""
+    def start(self, engine: Any, label: str = "") -> None:
+        """Serve with ``engine`` (called ``label`` in batches) on a new inference thread; every tracked query
+        is grounded again on it."""
         with self._cond:
             if self._thread is not None:
                 raise RuntimeError("the worker already serves a model; stop it first")
@@ -76,6 +93,7 @@ class InferenceWorker:
                 feed.reset()
             self.accounts.stats = WorkerStats()  # counters of this model's life
             self._runner = FrameRunner(engine, self._decode, self.accounts, self.book, self._cond)
+            self._label = label
             self._queue = PublishQueue(self._publish, self._on_publish_error) if self._pipelined else None
             self._stop = False
             self._thread = threading.Thread(target=self._loop, name="converseg-inference", daemon=True)
@@ -89,6 +107,9 @@ class InferenceWorker:
             thread, self._thread = self._thread, None
             self._stop = True
             pending = self.scheduler.drain() + list(self._running)
+            swap, self._swap = self._swap, None
+            if swap is not None:
+                swap.done.set()  # not installed: the caller still owns its engine
             self._cond.notify_all()
         for job in pending:
             self._answer(job, "node deactivated")
@@ -106,6 +127,32 @@ class InferenceWorker:
                 if ended:  # (else the thread still reads them; the process is exiting)
                     feed.reset()
         return ended
+
+    def swap(self, engine: Any | None, label: str = "", timeout: float | None = None) -> tuple[bool, Any]:
+        """Serve ``engine`` (None: pause) from the next frame on: the running batch finishes on the old model,
+        then the new one takes over; standing queries stay and tracked ones are grounded again on it (caches
+        and trackers of the old model are dropped). Returns (installed, the engine it replaced) — not
+        installed when the worker stopped, or ``timeout`` passed first (then the swap is withdrawn)."""
+        swap = _Swap(engine, label)
+        with self._cond:
+            if self._thread is None or self._stop:
+                return False, None
+            if self._swap is not None:
+                raise RuntimeError("a model swap is already waiting")
+            self._swap = swap
+            self._cond.notify_all()
+        if not swap.done.wait(timeout):
+            with self._cond:
+                if self._swap is swap:
+                    self._swap = None
+                    return False, None
+        return swap.installed, swap.replaced
+
+    @property
+    def model(self) -> str:
+        """The name of the model being served ("" when paused or stopped)."""
+        with self._cond:
+            return self._label if self._runner is not None else ""
 
     @property
     def stats(self) -> WorkerStats:
@@ -271,24 +318,40 @@ class InferenceWorker:
                 while True:
                     if self._stop:
                         return
-                    plan, wait_s = self.scheduler.plan()
+                    if self._swap is not None:
+                        self._install(self._swap)
+                    plan, wait_s = self.scheduler.plan() if self._runner is not None else (None, IDLE_WAIT_S)
                     expired = self.scheduler.take_expired()
                     if plan is not None or expired:
                         break
                     self._cond.wait(self.scheduler.until_next_deadline(wait_s))
                 if plan is not None:
                     self._running = list(plan.jobs)
-                runner, settings = self._runner, self.scheduler.settings
+                runner, label, settings = self._runner, self._label, self.scheduler.settings
             for job, reason in expired:
                 self._answer(job, reason)
             if plan is not None:
-                self._run(runner, plan, settings)
+                self._run(runner, label, plan, settings)
                 with self._cond:
                     self._running = []
 
-    def _run(self, runner: FrameRunner, plan: Plan, settings: WorkerSettings) -> None:
+    def _install(self, swap: _Swap) -> None:
+        """Between two frames (lock held): the swap's engine replaces the runner's."""
+        swap.replaced = self._runner.engine if self._runner is not None else None
+        self._runner = None
+        if swap.engine is not None:
+            self._runner = FrameRunner(swap.engine, self._decode, self.accounts, self.book, self._cond)
+        self._label = swap.label
+        self.book.restart()
+        for feed in self.feeds:
+            feed.forget_model()
+        self._swap, swap.installed = None, True
+        swap.done.set()
+        self._cond.notify_all()
+
+    def _run(self, runner: FrameRunner, label: str, plan: Plan, settings: WorkerSettings) -> None:
         batch = runner.run(plan, settings)
-        batch.jobs = plan.jobs
+        batch.jobs, batch.model = plan.jobs, label
         by_id = {id(o.query): o for o in batch.outcomes}
         for job in plan.jobs:
             job.finish(batch, by_id[id(job.query)])
