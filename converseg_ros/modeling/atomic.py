@@ -133,6 +133,17 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def temporary_dir(folder: Path, name: str) -> Path:
+    """A new hidden directory in ``folder`` tagged with this writer (``.<name>.<owner>.<random>.part``): the
+    caller moves out what it keeps and removes it; :func:`sweep_stale` removes it once the writer is gone."""
+    folder = Path(folder)
+    with named_no_space(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{_owner()}.", suffix=".part", dir=folder))
+        os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
 def atomic_write_bytes(final: Path, data: bytes) -> None:
     """Write ``data`` to ``final`` atomically."""
     with atomic_path(final) as tmp:
