@@ -1,11 +1,11 @@
-"""converseg_node's /diagnostics from a status snapshot: one status for the model (state, preset, device,
-totals, errors, pending jobs) and one per camera (topic, reliability, frames received / rejected / dropped /
-encoded / stale / bad, answers, standing queries, its own settings, timings). A single unnamed camera keeps
-everything in the one status."""
+"""converseg_node's /diagnostics from a status snapshot: one status for the model (state, preset, device, the
+model serving and its last swap, the recorder's counters, totals, errors, pending jobs) and one per camera
+(topic, reliability, frames received / rejected / dropped / encoded / stale / bad, answers, standing queries,
+its own settings, timings). A single unnamed camera keeps everything in the one status."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
@@ -26,6 +26,8 @@ class NodeFacts:
     device: str
     inputs: dict[str, tuple[str, str]]  # camera -> (image topic, reliability subscribed); empty when inactive
     cameras: dict[str, object]  # camera -> CameraConfig (its effective settings)
+    extra: dict[str, str] = field(default_factory=dict)  # the model switch's and the recorder's keys
+    warning: str = ""  # a problem that is not an inference error (a failed model swap)
 
 
 def _stats_values(stats: WorkerStats) -> dict[str, str]:
@@ -78,10 +80,11 @@ def _level(active: bool, last_error: str) -> tuple[int, str]:
 def diagnostics_msg(status: ServingStatus, facts: NodeFacts, stamp: object) -> DiagnosticArray:
     """The node's diagnostics for ``status`` (``stamp``: builtin_interfaces/Time)."""
     node = DiagnosticStatus(name=f"{facts.name}: inference", hardware_id="converseg")
-    node.level, node.message = _level(facts.active, status.totals.last_error)
+    node.level, node.message = _level(facts.active, status.totals.last_error or facts.warning)
     values = {
         "preset": facts.preset,
         "device": facts.device,
+        **facts.extra,
         "enabled": str(status.enabled),
         "cameras": ",".join(c.name for c in status.cameras),
         "frames_received": str(sum(c.slot.received for c in status.cameras)),

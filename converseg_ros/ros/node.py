@@ -6,16 +6,16 @@ This file holds the lifecycle, the resources and the parameters; the work is in 
 topics and services) and the outputs (``outputs.py``: every publisher). Camera subscriptions are in
 ``inputs.py``, message conversion in ``msgs/``.
 
-Lifecycle: configure validates parameters and model files and creates the serving core, outputs and commands
-(an inactive node answers queries with a refusal); activate loads and warms up the model, starts serving and
-subscribes the cameras; deactivate unsubscribes, answers waiting queries and frees the model. With
-``autostart`` (default) the node configures and activates itself. Topics, services, parameters: docs/ros.md.
+Lifecycle: configure validates parameters and model files and creates the serving core, outputs, commands, the
+model switch (``swapping.py``) and the hard-case recorder (``recording.py``) (an inactive node answers queries
+with a refusal); activate loads and warms up the model, starts serving and subscribes the cameras; deactivate
+unsubscribes, answers waiting queries and frees the model. With ``autostart`` (default) the node configures
+and activates itself. Changing the model parameters while active swaps the model without stopping. Topics,
+services, parameters: docs/ros.md.
 """
 
 from __future__ import annotations
 
-import gc
-import time
 from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -29,14 +29,15 @@ from converseg_ros.ros.diagnostics import NodeFacts, diagnostics_msg
 from converseg_ros.ros.inputs import CameraInputs, DepthInput
 from converseg_ros.ros.msgs.image_input import compressed_to_rgb8, image_to_rgb8
 from converseg_ros.ros.outputs import Outputs
+from converseg_ros.ros.recording import Recording
 from converseg_ros.ros.results import UNTRAINED_BANNER, ResultBuilder
+from converseg_ros.ros.swapping import ModelSwitch
 from converseg_ros.serving.book import QueryBook
 from converseg_ros.serving.camera import CameraFeed
 from converseg_ros.serving.frame_slot import Frame
-from converseg_ros.serving.model import ModelChoice, ModelRequest, check_model, load_engine
-from converseg_ros.serving.queries import MODE_CONTINUOUS
+from converseg_ros.serving.model import ModelChoice, ModelRequest, check_model
+from converseg_ros.serving.queries import MODE_CONTINUOUS, Batch
 from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSettings
-from converseg_ros.serving.stats import free_accelerator_cache
 from converseg_ros.serving.worker import InferenceWorker
 
 NODE_NAME = "converseg_node"
@@ -51,7 +52,7 @@ def model_request(cfg: Any) -> ModelRequest:
     """The model the parameters ask for."""
     return ModelRequest(
         cfg.preset, cfg.overrides(), cfg.allow_download, cfg.device, cfg.precision, cfg.sam2_precision,
-        cfg.overlap, cfg.attention, cfg.compile_sam2,
+        cfg.overlap, cfg.attention, cfg.compile_sam2, cfg.release.strip(),
     )
 
 
@@ -72,17 +73,18 @@ class ConverSegNode(LifecycleNode):
         self._start_problems = parameters.declare(self)
         self.cfg = parameters.read(self)
         self._cams = {name: self.cfg.camera(name) for name in params.camera_names(self.cfg)}
-        self.choice: ModelChoice | None = None
-        self.engine: Any = None
+        self.choice: ModelChoice | None = None  # what configure resolved (the served model: switch.current)
         self.worker: InferenceWorker | None = None
         self.outputs: Outputs | None = None
         self.commands: Commands | None = None
+        self.switch: ModelSwitch | None = None
+        self.recording: Recording | None = None
         self._inputs: dict[str, CameraInputs] = {}
         self._depth = {name: DepthInput() for name in self._cams}
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
         self._cs_timers: dict[str, Any] = {}
-        parameters.ParameterCallbacks(self, lambda: self.cfg, self._apply_parameters)
+        parameters.ParameterCallbacks(self, lambda: self.cfg, self._apply_parameters, self._refuse_parameters)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -108,9 +110,11 @@ class ConverSegNode(LifecycleNode):
         self.outputs = Outputs(self, names, self._cams.__getitem__, results, cfg.publish_detections, self._warn)
         feeds = [CameraFeed(name, settings=camera_settings(self._cams[name])) for name in names]
         self.worker = InferenceWorker(
-            feeds, QueryBook(names), self._decode, self.outputs.publish_batch, worker_settings(cfg),
+            feeds, QueryBook(names), self._decode, self._publish_batch, worker_settings(cfg),
             Clocks(stamp_ns=lambda: self.get_clock().now().nanoseconds), self._on_stale, self.outputs.refuse_job,
         )
+        self.switch = ModelSwitch(self, self.worker, self.outputs.publish_model_status, cfg.warmup, self._log)
+        self.recording = Recording(self, cfg, self._input_group, self._service_group, self._log)
         self.commands = Commands(
             self, self.worker, self.outputs, lambda: self.cfg, self._input_group, self._service_group,
             MAX_WAITING_CALLS, self.get_logger().info,
@@ -130,24 +134,16 @@ class ConverSegNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and warm up the model, start serving, subscribe the cameras."""
-        cfg, choice = self.cfg, self.choice
-        self.get_logger().info(f"activating: loading {choice.preset} on {choice.device}")
+        cfg, request = self.cfg, model_request(self.cfg)
+        self.get_logger().info(f"activating: loading {request.label} on {self.choice.device}")
         try:
-            t0 = time.perf_counter()
-            self.engine = load_engine(model_request(cfg), choice)
-            load_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if cfg.warmup:
-                self.engine.warmup()
-            warm_s = time.perf_counter() - t0
+            model = self.switch.activate(request, cfg)
         except Exception as exc:  # noqa: BLE001 - report and stay inactive
             self.get_logger().error(f"activate failed: cannot load the model: {type(exc).__name__}: {exc}")
-            self._free_engine()
+            self.switch.free()
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"model loaded in {load_s:.1f} s, warm-up {warm_s:.1f} s")
-        if not choice.trained:
-            self.get_logger().warning(UNTRAINED_BANNER.format(preset=choice.preset))
-        self.worker.start(self.engine)
+        if not model.choice.trained:
+            self.get_logger().warning(UNTRAINED_BANNER.format(preset=model.choice.preset))
         self._subscribe()
         self.get_logger().info("active")
         return super().on_activate(state)
@@ -186,19 +182,8 @@ class ConverSegNode(LifecycleNode):
             if not self.worker.stop(wait_s, publish_wait_s):  # only at exit (short wait)
                 self.get_logger().warning(f"inference still running after {wait_s:.0f} s")
                 free_model = False
-        if free_model:
-            self._free_engine()
-        self.engine = None
-
-    def _free_engine(self) -> None:
-        if self.engine is not None:
-            try:
-                self.engine.close()
-            except Exception as exc:  # noqa: BLE001
-                self.get_logger().warning(f"engine.close failed: {exc}")
-        self.engine = None
-        gc.collect()
-        free_accelerator_cache()
+        if free_model and self.switch is not None:
+            self.switch.free()
 
     def _teardown(self) -> None:
         for timer in self._cs_timers.values():
@@ -206,9 +191,11 @@ class ConverSegNode(LifecycleNode):
         self._cs_timers = {}
         if self.commands is not None:
             self.commands.destroy()
+        if self.recording is not None:
+            self.recording.destroy()
         if self.outputs is not None:
             self.outputs.destroy()
-        self.commands = self.outputs = self.worker = None
+        self.commands = self.outputs = self.worker = self.recording = self.switch = None
 
     def _subscribe(self) -> None:
         for name, cam in self._cams.items():
@@ -227,6 +214,12 @@ class ConverSegNode(LifecycleNode):
             inputs.refresh()
 
     # -- serving callbacks -------------------------------------------------------------------------
+    def _publish_batch(self, batch: Batch) -> None:
+        """A computed batch (publishing thread): the swap's gap, the recorder (never blocks), the outputs."""
+        self.switch.observe(batch)
+        self.recording.offer(batch)
+        self.outputs.publish_batch(batch)
+
     def _decode(self, msg: Any) -> Any:
         """A camera or service image -> HxWx3 uint8 RGB (inference thread)."""
         if isinstance(msg, CompressedImage):
@@ -241,7 +234,9 @@ class ConverSegNode(LifecycleNode):
         )
 
     def _untrained(self) -> str:
-        return self.choice.preset if self.choice is not None and not self.choice.trained else ""
+        served = self.switch.current if self.switch is not None else None
+        choice = served.choice if served is not None else self.choice
+        return choice.preset if choice is not None and not choice.trained else ""
 
     def _log(self, text: str, warning: bool = False) -> None:
         (self._warn if warning else self.get_logger().info)(text)
@@ -262,6 +257,13 @@ class ConverSegNode(LifecycleNode):
             self.worker.set_camera_settings(camera, camera_settings(self._cams[camera]))
         if "query" in names:
             self._set_query_parameter(cfg.query, clear=True)
+        if any(name.startswith("record.") for name in names):
+            self.recording.apply(cfg)
+        self.switch.apply(names, cfg, model_request(cfg))
+
+    def _refuse_parameters(self, names: list[str], cfg: Any) -> str | None:
+        """A valid change the node cannot make now (a model swap under way, ``release`` not a release)."""
+        return self.switch.refuse(names, cfg, model_request) if self.switch is not None else None
 
     def _set_query_parameter(self, text: str, clear: bool = False) -> None:
         """The ``query`` parameter: a continuous query on every camera ("" clears it when ``clear``)."""
@@ -281,8 +283,8 @@ class ConverSegNode(LifecycleNode):
             return
         facts = NodeFacts(
             self.get_fully_qualified_name(), worker.running,
-            self.choice.preset if self.choice else "", self.choice.device if self.choice else "",
+            self.cfg.preset, self.choice.device if self.choice else "",
             {name: (inputs.image_topic, inputs.reliability) for name, inputs in self._inputs.items()},
-            dict(self._cams),
+            dict(self._cams), {**self.switch.diagnostics(), **self.recording.diagnostics()}, self.switch.warning,
         )
         outputs.publish_diagnostics(diagnostics_msg(worker.status(), facts, self.get_clock().now().to_msg()))

@@ -1,7 +1,7 @@
 """Everything converseg_node publishes, and the one owner of its publishers: each camera's result, mask,
-overlay, markers, detections and latched active_query, and the node's /diagnostics. Created at configure,
-destroyed at cleanup. Results come from computed batches (publishing thread), refusals from the commands and
-the worker, diagnostics from a status snapshot."""
+overlay, markers, detections and latched active_query, the node's latched model_status and /diagnostics.
+Created at configure, destroyed at cleanup. Results come from computed batches (publishing thread), refusals
+from the commands and the worker, diagnostics from a status snapshot, model status from the model switch."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from converseg_ros.ros.inputs import camera_topic
 from converseg_ros.ros.msgs import conversions as conv
 from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.msgs.image_codec import encode
-from converseg_ros.ros.msgs.interfaces import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.msgs.interfaces import ModelStatus, SegmentationQuery, SegmentationResult
 from converseg_ros.ros.results import ResultBuilder
 from converseg_ros.serving.queries import MODE_CONTINUOUS, Batch, Job, Query, clip
 
@@ -54,10 +54,12 @@ class Outputs:
         if publish_detections and not conv.HAVE_VISION_MSGS:
             warn("vision_msgs not importable: no detections output")
         self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", out(10))
+        self._model_status = node.create_publisher(ModelStatus, "model_status", qos.latched_qos())
 
     def destroy(self) -> None:
         """Destroy every publisher."""
-        for pub in [p for pubs in self._pubs.values() for p in pubs.values()] + [self._diagnostics]:
+        for pub in [p for pubs in self._pubs.values() for p in pubs.values()] + [self._diagnostics,
+                                                                                  self._model_status]:
             self._node.destroy_publisher(pub)
         self._pubs = {}
 
@@ -123,3 +125,7 @@ class Outputs:
 
     def publish_diagnostics(self, msg: DiagnosticArray) -> None:
         self._diagnostics.publish(msg)
+
+    def publish_model_status(self, msg: ModelStatus) -> None:
+        """The served model and its last change (latched)."""
+        self._model_status.publish(msg)

@@ -54,7 +54,7 @@ def declare(node: Any) -> list[str]:
 
 def read_plain(node: Any) -> Any:
     """The node-wide parameters as a NodeConfig (no camera values)."""
-    return params.NodeConfig(**{p.name: node.get_parameter(p.name).value for p in PARAMS})
+    return params.NodeConfig(**{p.attr: node.get_parameter(p.name).value for p in PARAMS})
 
 
 def read(node: Any) -> Any:
@@ -71,10 +71,12 @@ def read(node: Any) -> Any:
 
 class ParameterCallbacks:
     """Validates changes against the current NodeConfig (``current()``) and hands accepted ones to ``apply``
-    (the changed names and the new NodeConfig)."""
+    (the changed names and the new NodeConfig); ``refuse`` (the changed names, the new NodeConfig) may refuse
+    a valid change for what the node is doing (e.g. a model swap under way), with the reason."""
 
-    def __init__(self, node: Any, current: Callable[[], Any], apply: Callable[[list[str], Any], None]) -> None:
-        self._current, self._apply = current, apply
+    def __init__(self, node: Any, current: Callable[[], Any], apply: Callable[[list[str], Any], None],
+                 refuse: Callable[[list[str], Any], str | None] | None = None) -> None:
+        self._current, self._apply, self._refuse = current, apply, refuse
         node.add_on_set_parameters_callback(self._on_set)
         self._post = hasattr(node, "add_post_set_parameters_callback")
         if self._post:
@@ -87,6 +89,8 @@ class ParameterCallbacks:
     def _on_set(self, changes: list[Any]) -> SetParametersResult:
         values, candidate = self._changes(changes)
         problems = params.validate(candidate, values)
+        if not problems and self._refuse is not None:
+            problems = [why] if (why := self._refuse(list(values), candidate)) else []
         if problems:
             return SetParametersResult(successful=False, reason="; ".join(problems))
         if not self._post:  # Humble: no post-set callback

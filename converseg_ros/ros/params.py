@@ -20,6 +20,17 @@ I32 = 2**31 - 1
 CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # one ROS name token: it becomes a topic namespace
 POLICIES = ("latest", "next")
 RELIABILITIES = ("auto", "best_effort", "reliable", "system_default")
+GROUPS = {"record"}  # node-wide parameter groups (``record.min_score``): not camera names
+RECORD_REASONS = ("low_score", "nothing_found", "track_disagreed", "flag")  # serving.recording.settings.REASONS
+
+
+def _reasons(values: list[str]) -> str | None:
+    bad = [v for v in values if v not in RECORD_REASONS]
+    return f"has {bad[0][:64]!r}, not one of {', '.join(RECORD_REASONS)}" if bad else None
+
+
+def _folder(value: str) -> str | None:
+    return None if value.strip() else "is empty"
 
 
 def _json_object(value: str) -> str | None:
@@ -43,6 +54,8 @@ def _camera_names(names: list[str]) -> str | None:
     bad = [n for n in names if not CAMERA_NAME.fullmatch(n)]
     if bad:
         return f"{bad[0][:64]!r} is not a valid camera name (a letter, then letters, digits or _)"
+    if GROUPS & set(names):
+        return f"{sorted(GROUPS & set(names))[0]!r} names a parameter group (record.*); choose another camera name"
     return f"duplicate names in {names}" if len(set(names)) != len(names) else None
 
 
@@ -58,6 +71,11 @@ class Param:
     runtime: bool = False  # may change while the node runs
     per_camera: bool = False  # ``<camera>.<name>`` overrides it for one camera
     check: Callable[[Any], str | None] | None = None  # a further rule: the problem, or None
+
+    @property
+    def attr(self) -> str:
+        """Its attribute in NodeConfig (``record.min_score`` -> ``record_min_score``)."""
+        return self.name.replace(".", "_")
 
     @property
     def kind(self) -> type:
@@ -91,10 +109,17 @@ class Param:
 
 P = Param
 PARAMS: tuple[Param, ...] = (
-    P("preset", "converseg-3b", "Model preset name (models/*.yaml: converseg-3b, tiny, ...) or a preset YAML path.",
-      check=lambda v: None if v.strip() else "is empty"),
-    P("model_overrides", "", 'JSON object of model fields, e.g. {"plm_checkpoint": "/data/plm.torch"}.',
-      check=_json_object),
+    P("preset", "converseg-3b", "Model preset name (models/*.yaml: converseg-3b, tiny, ...) or a preset YAML path. "
+      "At run time: a hot swap (see swap_mode).", runtime=True, check=lambda v: None if v.strip() else "is empty"),
+    P("release", "", "Release folder (ConverSeg-Net_sam2_*.torch, ConverSeg-Net_plm_*.torch, lora_plm_adapter_*/, "
+      "e.g. from converseg-train export or promote) whose files replace the preset's; '' = the preset's own. "
+      "At run time: a hot swap.", runtime=True),
+    P("model_overrides", "", 'JSON object of model fields, e.g. {"plm_checkpoint": "/data/plm.torch"} (they win '
+      "over release). At run time: a hot swap.", runtime=True, check=_json_object),
+    P("swap_mode", "both", "How a model change at run time is made: both (the new model loads while the old one "
+      "answers, then they swap between two frames; both in memory for a moment) or pause (the old model is "
+      "freed first: one model in memory, no answers while the new one loads).", choices=("both", "pause"),
+      runtime=True),
     P("allow_download", False, "Allow fetching missing weights from the hub during configure (offline robots: false)."),
     P("device", "auto", "auto (cuda when available, else cpu), cpu, cuda or cuda:N.", check=_device),
     P("precision", "auto", "auto (bf16 on cuda, fp32 on cpu), fp32, bf16 or fp16.",
@@ -165,6 +190,23 @@ PARAMS: tuple[Param, ...] = (
     P("frame_id_override", "", "frame_id for outputs when the camera's header has none.", per_camera=True),
     P("use_cv_bridge", "auto", "auto (only for encodings the own codec lacks), never or always.",
       choices=("auto", "never", "always")),
+    P("record.enabled", False, "Record hard cases (frames, queries, answer summaries, reasons) for the data "
+      "engine, on the recorder's own thread.", runtime=True),
+    P("record.dir", "~/.ros/converseg/records", "Folder of the recording sessions (one rosbag2 per session, or "
+      "one folder per session).", runtime=True, check=_folder),
+    P("record.format", "mcap", "mcap (a rosbag2 with MCAP storage per session) or folder (image.png + "
+      "record.json per record).", choices=("mcap", "folder"), runtime=True),
+    P("record.reasons", list(RECORD_REASONS), "Reasons that keep a frame: low_score, nothing_found, "
+      "track_disagreed, flag.", runtime=True, check=_reasons),
+    P("record.min_score", 0.3, "low_score: an answer whose score is below this.", range=(0.0, 1.0), runtime=True),
+    P("record.min_track_iou", 0.5, "track_disagreed: a tracked query whose last tracked mask and its re-grounding "
+      "overlap (IoU) less than this.", range=(0.0, 1.0), runtime=True),
+    P("record.min_interval_s", 2.0, "At most one automatic record per this many seconds (operator flags are "
+      "exempt).", runtime=True),
+    P("record.max_mb", 2048.0, "Disk budget of record.dir in MB; the oldest records are dropped first.",
+      range=(1.0, 1.0e9), runtime=True),
+    P("record.chunk_s", 10.0, "mcap: a chunk of the session's bag is closed (readable, safe from a kill) after "
+      "this many seconds.", range=(0.1, 3600.0), runtime=True),
     P("diagnostics_period_s", 1.0, "Diagnostics publication period in seconds; 0 = off."),
     P("log_throttle_s", 5.0, "Minimum seconds between repeated per-frame warnings."),
 )
@@ -202,7 +244,7 @@ def _camera(self: Any, name: str) -> Any:
 
 NodeConfig = make_dataclass(
     "NodeConfig",
-    [(p.name, p.kind, _default(p)) for p in PARAMS]
+    [(p.attr, p.kind, _default(p)) for p in PARAMS]
     + [("camera_values", dict, field(default_factory=dict))],  # camera -> {parameter: its own value}
     namespace={"overrides": _overrides, "camera": _camera},
 )
@@ -215,7 +257,10 @@ def camera_names(cfg: Any) -> list[str]:
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """``wrist.max_rate_hz`` -> ("wrist", "max_rate_hz"); ``max_rate_hz`` -> ("", "max_rate_hz")."""
+    """``wrist.max_rate_hz`` -> ("wrist", "max_rate_hz"); ``max_rate_hz`` -> ("", "max_rate_hz");
+    ``record.min_score`` (a node-wide parameter) -> ("", "record.min_score")."""
+    if name in BY_NAME:
+        return "", name
     camera, _, param = name.rpartition(".")
     return camera, param
 
@@ -239,7 +284,7 @@ def with_values(cfg: Any, values: dict[str, Any]) -> Any:
             else:
                 own[param] = value
         else:
-            plain[name] = value
+            plain[BY_NAME[param].attr if param in BY_NAME else name] = value
     fields_now = {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
     return NodeConfig(**{**fields_now, **plain, "camera_values": cameras})
 
@@ -252,7 +297,7 @@ def validate(cfg: Any, names: Iterable[str] | None = None) -> list[str]:
         problem
         for p in PARAMS
         if wanted is None or p.name in wanted
-        if (problem := p.problem(getattr(cfg, p.name)))
+        if (problem := p.problem(getattr(cfg, p.attr)))
     ]
     cameras = set(camera_names(cfg))
     for camera, own in cfg.camera_values.items():

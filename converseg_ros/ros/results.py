@@ -90,6 +90,7 @@ class ResultBuilder:
             now_ns=self._now_ns(),
             source_stamp_ns=batch.frame.stamp_ns,
             camera=batch.camera,
+            model=batch.model,
         )
 
     def overlay(self, batch: Batch, outcome: Outcome, result: SegmentationResult) -> np.ndarray:

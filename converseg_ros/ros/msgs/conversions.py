@@ -107,11 +107,12 @@ def result_msg(
     now_ns: int,
     source_stamp_ns: int,
     camera: str = "",
+    model: str = "",
 ) -> SegmentationResult:
     """One query's Outcome -> SegmentationResult (the mask is filled for successful outcomes)."""
     q = outcome.query
     msg = SegmentationResult(
-        header=header, query_id=q.id, query=q.text, query_stamp=ns_to_time(q.stamp_ns), camera=camera
+        header=header, query_id=q.id, query=q.text, query_stamp=ns_to_time(q.stamp_ns), camera=camera, model=model
     )
     msg.success = outcome.error is None
     msg.message = outcome.error or ""

@@ -8,9 +8,10 @@ HINT = (
 )
 
 try:
-    from converseg_ros.msg import AffordanceRegion, SegmentationQuery, SegmentationResult
-    from converseg_ros.srv import Reground, Segment
+    from converseg_ros.msg import AffordanceRegion, AnswerFlag, ModelStatus, SegmentationQuery, SegmentationResult
+    from converseg_ros.srv import Flag, Reground, Segment
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(f"{HINT} ({exc})") from exc
 
-__all__ = ["AffordanceRegion", "Reground", "SegmentationQuery", "SegmentationResult", "Segment"]
+__all__ = ["AffordanceRegion", "AnswerFlag", "Flag", "ModelStatus", "Reground", "SegmentationQuery",
+           "SegmentationResult", "Segment"]
