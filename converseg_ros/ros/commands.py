@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
@@ -40,16 +41,17 @@ class Commands:
 
     def __init__(
         self, node: Any, worker: InferenceWorker, outputs: Outputs, cfg: Callable[[], Any],
-        input_group: Any, service_group: Any, max_waiting_calls: int, log: Callable[[str], None],
+        service_group: Any, max_waiting_calls: int, log: Callable[[str], None],
     ) -> None:
         self._node, self._worker, self._outputs, self._cfg, self._log = node, worker, outputs, cfg, log
+        query_group = MutuallyExclusiveCallbackGroup()  # queries never wait behind camera frames
         self._cameras = worker.book.cameras
         self._ids = itertools.count(1)
         self._max_waiting, self._waiting, self._calls = max_waiting_calls, 0, threading.Lock()
         command = qos.command_qos()
         self._subs = [
-            node.create_subscription(SegmentationQuery, "query", self._on_query, command, callback_group=input_group),
-            node.create_subscription(String, "query_text", self._on_text, command, callback_group=input_group),
+            node.create_subscription(SegmentationQuery, "query", self._on_query, command, callback_group=query_group),
+            node.create_subscription(String, "query_text", self._on_text, command, callback_group=query_group),
         ]
         self._srvs = [
             node.create_service(Segment, "segment", self._on_segment, callback_group=service_group),
@@ -145,6 +147,7 @@ class Commands:
             self._outputs.publish_active_query(camera, self._worker.continuous(camera))
         if stopped:
             self._log(f"query {qid} stopped ({len(stopped)} camera(s))")
+            self._outputs.acknowledge(qid, "", f"stopped on {len(stopped)} camera(s)", stopped)
         else:
             self._outputs.refuse(qid, "", f"no continuous or tracked query {qid!r} to stop", cameras)
 

@@ -41,10 +41,11 @@ from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSetting
 from converseg_ros.serving.worker import InferenceWorker
 
 NODE_NAME = "converseg_node"
-# Executor threads (converseg_ros.ros.run): the input/timer group needs one, each waiting segment call holds
-# one. Calls beyond MAX_WAITING_CALLS are refused ("busy") so waiting calls can never starve the images.
-EXECUTOR_THREADS = 6
-MAX_WAITING_CALLS = EXECUTOR_THREADS - 2
+# Executor threads (converseg_ros.ros.run): the input/timer group and the query group need one each, each
+# waiting segment call holds one. Calls beyond MAX_WAITING_CALLS are refused ("busy") so waiting calls can
+# never starve the images or the queries.
+EXECUTOR_THREADS = 7
+MAX_WAITING_CALLS = EXECUTOR_THREADS - 3
 INPUT_RECHECK_S = 1.0  # how often `image_reliability: auto` inputs re-read what their publishers offer
 
 
@@ -116,7 +117,7 @@ class ConverSegNode(LifecycleNode):
         self.switch = ModelSwitch(self, self.worker, self.outputs.publish_model_status, cfg.warmup, self._log)
         self.recording = Recording(self, cfg, self._input_group, self._service_group, self._log)
         self.commands = Commands(
-            self, self.worker, self.outputs, lambda: self.cfg, self._input_group, self._service_group,
+            self, self.worker, self.outputs, lambda: self.cfg, self._service_group,
             MAX_WAITING_CALLS, self.get_logger().info,
         )
         self._set_query_parameter(cfg.query)

@@ -94,17 +94,28 @@ class Outputs:
     def refuse(self, query_id: str, text: str, reason: str, cameras: list[str], header: Any = None) -> None:
         """A failed result (``success: false``, ``message: reason``) for ``query_id`` on each of ``cameras``."""
         self._warn(f"query refused: {reason}")
+        self._answer(query_id, text, False, reason, cameras, header)
+
+    def acknowledge(self, query_id: str, text: str, message: str, cameras: list[str]) -> None:
+        """A query answered without a frame (a stop): ``success: true``, ``message``, no mask."""
+        self._answer(query_id, text, True, message, cameras, None)
+
+    def _answer(
+        self, query_id: str, text: str, success: bool, message: str, cameras: list[str], header: Any
+    ) -> None:
+        header = conv.copy_header(header if header is not None else Header())
+        header.frame_id = clip(header.frame_id)
         for name in cameras:
             pubs = self._pubs.get(name)
             if pubs:
                 pubs["result"].publish(
                     SegmentationResult(
-                        header=conv.copy_header(header if header is not None else Header()),
+                        header=header,
                         query_id=clip(query_id),
                         query=clip(text, REFUSAL_TEXT_CHARS),
                         camera=clip(name),
-                        success=False,
-                        message=reason,
+                        success=success,
+                        message=message,
                     )
                 )
 

@@ -351,10 +351,12 @@ class InferenceWorker:
 
     def _run(self, runner: FrameRunner, label: str, plan: Plan, settings: WorkerSettings) -> None:
         batch = runner.run(plan, settings)
-        batch.jobs, batch.model = plan.jobs, label
+        batch.model = label
         by_id = {id(o.query): o for o in batch.outcomes}
-        for job in plan.jobs:
-            job.finish(batch, by_id[id(job.query)])
+        late = {id(job.query) for job in plan.jobs if not job.finish(batch, by_id[id(job.query)])}
+        if late:  # answered already ("node deactivated" while computed): one answer per query, never two
+            batch.outcomes = [o for o in batch.outcomes if id(o.query) not in late]
+        batch.jobs = [job for job in plan.jobs if id(job.query) not in late]
         if not batch.outcomes:  # (a pre-encoded frame: nothing to publish)
             return
         try:

@@ -147,6 +147,8 @@ def test_tracks_share_the_frame_and_stop_ends_one(ros, tracking) -> None:  # noq
         assert a.encode_ms == b.encode_ms  # one encoding of the frame for both tracks
     send(ros, pub, "trk", mode=SegmentationQuery.MODE_STOP)
     spin_for(ros, 1.5)
+    acks = [r for r in answers(results, "trk") if r.message == "stopped on 1 camera(s)"]
+    assert len(acks) == 1 and acks[0].success and not acks[0].mask.data  # the stop answered once, no mask
     stopped_at = len(answers(results, "trk"))
     wait_answers(ros, results, "trk_b", len(answers(results, "trk_b")) + 3)
     assert len(answers(results, "trk")) == stopped_at, "a stopped track was still answered"

@@ -21,7 +21,9 @@ _RELIABILITY = {
 # What an `auto` input subscribes with while its topic has no publisher: best effort matches any publisher
 # that appears; the re-check then moves to reliable when every publisher offers it.
 AUTO_WITHOUT_PUBLISHERS = "best_effort"
-RESULT_DEPTH = 50  # results kept for a slow reliable subscriber
+RESULT_DEPTH = 200  # results kept for a slow reliable subscriber (a burst of once-queries is never cut)
+COMMAND_DEPTH = 1000  # queries kept until the node's command callback takes them (100/s bursts are not lost)
+CLIENT_RESULT_DEPTH = 1000  # a client's result subscription: keeps every answer of a burst until read
 
 
 def image_qos(reliability: str = "best_effort", depth: int = 1) -> QoSProfile:
@@ -48,8 +50,8 @@ def offered_reliability(publishers: Iterable[Any]) -> str | None:
 
 
 def command_qos() -> QoSProfile:
-    """Queries: reliable, a few queued (commands must not be dropped)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    """Queries: reliable, deep enough that a burst is never dropped (commands are small)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=COMMAND_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def output_qos(depth: int = 10) -> QoSProfile:

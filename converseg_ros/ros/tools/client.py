@@ -41,7 +41,7 @@ class ConverSegClient:
         self._results: list[SegmentationResult] = []
         self._overlays: list[Image] = []
         self._result_sub = node.create_subscription(
-            SegmentationResult, f"{outputs}result", self._results.append, qos.output_qos()
+            SegmentationResult, f"{outputs}result", self._results.append, qos.output_qos(qos.CLIENT_RESULT_DEPTH)
         )
         self._overlay_topic = f"{outputs}overlay"
         self._overlay_sub: Any = None
