@@ -47,6 +47,32 @@ def tiny_net(tiny_engine):
 
 
 @pytest.fixture(scope="session")
+def tiny_release_b(tmp_path_factory) -> Path:
+    """A second tiny model (seed 1: other random weights, same architecture and tokenizer) whose release files
+    (SAM2 .torch, plm .torch, LoRA folder) replace the tiny preset's with ``release``."""
+    from converseg_ros.modeling.tiny import build_tiny_files
+
+    return build_tiny_files(tmp_path_factory.mktemp("release") / "tiny_b", seed=1)
+
+
+@pytest.fixture(scope="session")
+def corrupt_release(tmp_path_factory, tiny_release_b) -> Path:
+    """A release folder whose language-adapter file is cut in half (the other files are sound)."""
+    import shutil
+
+    from converseg_ros.modeling.checkpoints import release_files
+
+    folder = tmp_path_factory.mktemp("release") / "tiny_corrupt"
+    folder.mkdir()
+    for path in release_files(tiny_release_b).values():
+        copy = shutil.copytree if Path(path).is_dir() else shutil.copy2
+        copy(path, folder / Path(path).name)
+    plm = next(folder.glob("*_plm_*.torch"))
+    plm.write_bytes(plm.read_bytes()[: plm.stat().st_size // 2])
+    return folder
+
+
+@pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     """Real photos shipped with scikit-image."""
     from skimage import data

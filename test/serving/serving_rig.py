@@ -99,8 +99,9 @@ class StampClock:
 
 
 class Rig:
-    """A running worker over CountingEngine (or ``engine`` itself with ``count=False``) with named cameras;
-    collects published batches and refused topic jobs. ``clock.advance(s)`` ages the frames received."""
+    """A running worker over CountingEngine (or ``engine`` itself with ``count=False``; not started with
+    ``start=False``) with named cameras; collects published batches and refused topic jobs.
+    ``clock.advance(s)`` ages the frames received."""
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class Rig:
         pipelined: bool = False,
         publish: Callable[[Batch], None] | None = None,
         count: bool = True,
+        start: bool = True,
     ) -> None:
         self.engine = CountingEngine(engine) if count else engine
         self.batches: list[Batch] = []
@@ -123,7 +125,8 @@ class Rig:
             feeds, self.book, decode, publish or self._publish, settings, Clocks(stamp_ns=self.clock),
             on_unanswered=self.unanswered.append, pipelined=pipelined,
         )
-        self.worker.start(self.engine)
+        if start:
+            self.worker.start(self.engine)
 
     def _publish(self, batch: Batch) -> None:
         with self._published:
