@@ -113,20 +113,23 @@ class ModelSwitch:
             self._log(f"model swap to {report.requested} failed: {report.message}", True)
             self._put_back()
         else:
-            gap = f", gap {report.gap_frames} frame(s) / {report.gap_ms:.0f} ms" if report.gap_frames >= 0 else ""
-            peak = f", peak RSS {memory['rss_peak_mb']:.0f} MB" if "rss_peak_mb" in memory else ""
-            self._log(f"serving {report.model} (load {report.load_s:.1f} s, warm-up {report.warmup_s:.1f} s"
-                      f"{peak}{gap})", False)
-            if self._asked:
-                self._serving_params, self._asked = self._asked, {}
+            gap = (f"answers resumed after {report.gap_frames} frame(s) / {report.gap_ms:.0f} ms on camera "
+                   f"'{report.gap_camera}'") if report.gap_frames >= 0 else ""
+            if self._asked or report.gap_frames < 0:  # (a load; else the gap found after it)
+                peak = f"; peak RSS {memory['rss_peak_mb']:.0f} MB" if "rss_peak_mb" in memory else ""
+                self._log(f"model loaded in {report.load_s:.1f} s, warm-up {report.warmup_s:.1f} s: serving "
+                          f"{report.model}{peak}" + (f"; {gap}" if gap else ""), False)
+            else:
+                self._log(f"{report.model}: {gap}", False)
+            self._serving_params, self._asked = self._asked or self._serving_params, {}
 
     def _put_back(self) -> None:
         """The parameters say what serves again."""
         self._asked = {}
         back = [Parameter(name, value=value) for name, value in self._serving_params.items()]
-        for result in self._node.set_parameters(back):
-            if not result.successful:
-                self._log(f"model parameters not put back: {result.reason}", True)
+        result = self._node.set_parameters_atomically(back)  # (one by one, each would start a swap)
+        if not result.successful:
+            self._log(f"model parameters not put back: {result.reason}", True)
 
     @staticmethod
     def _params(cfg: Any) -> dict[str, str]:

@@ -6,6 +6,7 @@ converseg-query "the cup" --publish                                        # con
 converseg-query "the cup" --publish --once --save-overlay out.png          # once; waits for its result
 converseg-query "the cup" --publish --track --id cup --camera wrist        # tracked on camera wrist
 converseg-query "" --stop --id cup                                         # stop it
+converseg-query --swap release/v2                                          # swap the model, node serving
 
 In a colcon workspace (console scripts are not on PATH there): ros2 run converseg_ros converseg_query "the cup"
 """
@@ -196,7 +197,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="converseg-query", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("query", help="the query in natural language")
+    p.add_argument("query", nargs="?", default="", help="the query in natural language")
     p.add_argument(
         "--namespace", default="/converseg", help="namespace of converseg_node (default /converseg)"
     )
@@ -211,6 +212,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--id", default="", help="query id (echoed in results)")
     p.add_argument("--save-overlay", metavar="PNG", help="write the overlay image here")
     p.add_argument("--wait-service", type=float, default=30.0, help="seconds to wait for the node")
+    p.add_argument("--swap", metavar="DIR", help="swap the node's model to this release folder ('' = the preset's "
+                   "own) while it serves; prints the outcome (ros/tools/swap.py)")
     return p.parse_args(argv)
 
 
@@ -224,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     node = Node("converseg_query")
     client = ConverSegClient(node, args.namespace, args.camera)
     try:
+        if args.swap is not None:
+            from converseg_ros.ros.tools.swap import swap_model
+
+            return swap_model(node, args.namespace, args.swap, args.timeout or 300.0, args.wait_service)
         if args.stop:
             if not args.id or not client.wait_for_topics(args.wait_service):
                 print("--stop needs --id and a running converseg_node", file=sys.stderr)

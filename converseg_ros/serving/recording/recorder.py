@@ -178,6 +178,15 @@ class HardCaseRecorder:
         old, self.settings = self.settings, settings
         if (old.root, old.format) != (settings.root, settings.format):
             self._close_session()
+        elif self._session is not None and settings.max_bytes < old.max_bytes:  # a smaller budget: now
+            if settings.format == "mcap":
+                self._session.chunk_bytes = max(1, settings.max_bytes // 4)
+                if self._session.open_bytes > self._session.chunk_bytes:
+                    self._session.close_chunk()
+            module = bag if settings.format == "mcap" else folder
+            dropped = make_room(module.units(settings.root), module.drop, self._session.open_bytes, 0,
+                                settings.max_bytes)
+            self._count(dropped_budget=dropped)
 
     def _judge_batch(self, batch: Batch) -> None:
         findings = self._judge.judge(batch, self.settings)
@@ -233,14 +242,15 @@ class HardCaseRecorder:
         header = batch.frame.msg.header
         queries = {f.query.id for f in findings}
         texts = list(dict.fromkeys(f.query.text for f in findings))
+        wall = self._wall_ns()
         meta = {
             "id": record_id, "seq": self._seq, "session": self._session.name, "node": self.node,
-            "camera": batch.camera, "stamp_ns": batch.frame.stamp_ns, "model": batch.model,
+            "camera": batch.camera, "stamp_ns": batch.frame.stamp_ns, "recorded_ns": wall, "model": batch.model,
             "reasons": [{"reason": f.reason, "query_id": f.query.id, "detail": f.detail} for f in findings],
             "answers": [answer_summary(o) for o in batch.outcomes if o.query.id in queries and o.output is not None],
         }
         record = Record(record_id, batch.camera, batch.frame.stamp_ns, str(getattr(header, "frame_id", "")),
-                        batch.rgb, " / ".join(texts), meta, self._wall_ns())
+                        batch.rgb, " / ".join(texts), meta, wall)
         if not self._guard(self._write, record):
             return None
         self._recorded[self._frame_key(batch)] = record_id
