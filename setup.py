@@ -36,6 +36,7 @@ setup(
             "converseg-train = converseg_ros.training.cli:main",
             "converseg-eval = converseg_ros.evaluation.cli:main",
             "converseg-data = converseg_ros.dataengine.cli:main",
+            "converseg-improve = converseg_ros.improve.cli:main",
             "converseg-query = converseg_ros.ros.tools.client:main",
             "converseg-replay = converseg_ros.ros.tools.replay:main",
             "converseg-node = converseg_ros.node:main",

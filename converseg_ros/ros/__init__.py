@@ -8,7 +8,9 @@ and calls the serving core (``converseg_ros.serving``), which knows nothing of R
 | ``params.py`` | every parameter declared once (type, default, description, range, run time, per camera) |
 | ``parameters.py`` | the ROS side of that table: declaration, reading, on-set validation, post-set apply |
 | ``commands.py`` | query topics and services -> the serving core; refusals -> outputs |
-| ``outputs.py`` | every publisher: results, masks, overlays, markers, detections, active_query, diagnostics |
+| ``swapping.py`` | the hot swap: model parameters -> ``ModelKeeper``; ``model_status``; parameters put back |
+| ``recording.py`` | the recorder: ``record.*`` -> its settings; the ``flag`` service and topic; its diagnostics |
+| ``outputs.py`` | every publisher: result, mask, overlay, markers, detections, active_query, model_status, ... |
 | ``results.py`` | a computed batch -> SegmentationResult / overlay with its camera's settings and depth |
 | ``diagnostics.py`` | DiagnosticArray from a serving status snapshot |
 | ``inputs.py`` | a camera's subscriptions (image or compressed, depth, camera_info) and cheap frame checks |

@@ -16,5 +16,7 @@ the node (``ros/``) converts messages and calls it.
 | ``publish_queue.py`` | ``PublishQueue``: results published on their own thread, in order |
 | ``stats.py`` | ``WorkerStats`` counters and ``Accounts`` (totals + per camera, failure reasons) |
 | ``status.py`` | ``ServingStatus``: a consistent snapshot for diagnostics |
-| ``model.py`` | ``ModelRequest`` -> ``check_model`` (configure) and ``load_engine`` (activate) |
+| ``model.py`` | ``ModelRequest`` (preset, release folder, files; its label) -> ``check_model``, ``load_engine`` |
+| ``swap.py`` | ``ModelKeeper``: the served model, swapped while serving (both/pause), memory, the gap |
+| ``recording/`` | the hard-case recorder: judge, own thread, rate limit, flags, budget, rosbag2/MCAP or folders |
 """

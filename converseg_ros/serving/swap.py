@@ -13,7 +13,8 @@ Standing queries carry over (the worker's query book), tracked ones are grounded
 model that fails to load leaves the old one serving (in ``pause`` mode the old one is loaded again) and the
 report says why. Every step is reported (:class:`SwapReport`: loading, serving, failed) with load and warm-up
 times and memory before / at peak / after; the gap between the last answer of the old model and the first of
-the new one (frames and milliseconds) follows when that answer is published (:meth:`ModelKeeper.observe`).
+the new one (camera frames in between, and milliseconds between their publication — counted from the swap when
+the camera had been idle) follows when that answer is published (:meth:`ModelKeeper.observe`).
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ class ModelKeeper:
         self._busy = False  # a swap is under way (cleared just before its final report)
         self._generation = 0
         self._gap_label: str | None = None  # a swapped-in model whose first answer gives the gap
+        self._gap_since = 0.0  # when the old model stopped answering at the latest (the gap starts here or later)
         self._gap_found: tuple[int, float, str] | None = None  # the gap, seen before the swap's final report
         self._final: SwapReport | None = None  # the final report, made before the gap was seen
         self._last: dict[str, tuple[str, int, float]] = {}  # camera -> (model, frame seq, published at)
@@ -257,6 +259,7 @@ class ModelKeeper:
         self._report(base)
         self._probe.start()
         if mode == "pause":
+            self._gap_since = self._clock()
             installed, replaced = self._worker.swap(None, "")
             if not installed:
                 return replace(base, state="failed", message="the node stopped serving during the swap")
@@ -272,6 +275,8 @@ class ModelKeeper:
         new = replace(new, label=self._label(request))
         with self._lock:
             self._gap_label, self._gap_found, self._final = new.label, None, None
+            if mode != "pause":
+                self._gap_since = self._clock()
         installed, replaced = self._worker.swap(new.engine, new.label)
         if not installed:
             with self._lock:
@@ -313,7 +318,8 @@ class ModelKeeper:
                 return
             self._gap_label = None
             frames = max(0, batch.frame.seq - last[1] - 1) if batch.frame.seq and last[1] else -1
-            gap = (frames, round((now - last[2]) * 1e3, 1), batch.camera)
+            start = max(last[2], self._gap_since)  # (a camera idle before the swap: from the swap on)
+            gap = (frames, round((now - start) * 1e3, 1), batch.camera)
             final, self._final = self._final, None
             if final is None:  # the swap has not made its final report yet: it will carry the gap
                 self._gap_found = gap
