@@ -62,7 +62,10 @@ def build_plan(args: argparse.Namespace):  # noqa: ANN201
     from converseg_ros.modeling.checkpoints import release_files
 
     baseline = Path(args.baseline).expanduser().resolve()
-    release_files(baseline)  # raises with the reason when it is no release
+    try:
+        release_files(baseline)
+    except ConverSegError as exc:
+        raise ConverSegError(f"--baseline is not a release folder: {exc}") from exc
     work = Path(args.out).expanduser().resolve()
     data = ["--vlm", args.vlm, "--sam2", args.sam2 or args.preset, "--device", args.device]
     for flag, value in (("--model", args.model), ("--base-url", args.base_url), ("--api-key-env", args.api_key_env),

@@ -67,6 +67,7 @@ class Recording:
             "record_flags": str(s.flags), "records_skipped_rate": str(s.skipped_rate),
             "records_dropped_busy": str(s.dropped_busy), "records_dropped_budget": str(s.dropped_budget),
             "record_errors": str(s.errors), "record_last_error": clip(s.last_error, 200),
+            "record_cpu_ms_per_record": f"{1e3 * s.cpu_s / max(1, s.records):.1f}",
         }
 
     def _flag(self, flag: AnswerFlag, wait_s: float) -> Any:

@@ -179,30 +179,34 @@ def test_rate_limit_and_budget_hold(ros, rec) -> None:  # noqa: ANN001
 
 
 def test_recording_does_not_slow_inference(ros, rec) -> None:  # noqa: ANN001
-    """Model time per answer of the continuous query (encode_ms + inference_ms) in interleaved 4 s blocks with
-    the recorder off and on (on: every answer recorded); medians compared."""
+    """Model time per answer of the continuous query (encode_ms + inference_ms) in 8 interleaved pairs of 2.5 s
+    blocks with the recorder off and on (on: every answer recorded); the median of the pairs' on/off ratios
+    (a shared machine's load drifts between blocks, hardly within a pair) is within 10 %."""
     node, results, diags, records, folder = rec
     set_parameters(ros, NODE, **{"record.reasons": ["low_score"], "record.min_interval_s": 0.0})
     blocks: dict[bool, list[list[float]]] = {False: [], True: []}
     latency: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(4):
+    for _ in range(8):
         for on in (False, True):
             set_parameters(ros, NODE, **{"record.enabled": on})
-            spin_for(ros, 0.5)
+            spin_for(ros, 0.3)
             seen = len(results.items)
-            spin_for(ros, 4.0)
+            spin_for(ros, 2.5)
             block = [r for r in results.items[seen:] if r.query_id == "c" and r.success]
             blocks[on].append([r.encode_ms + r.inference_ms for r in block])
             latency[on] += [r.latency_ms for r in block]
+    pairs = [statistics.median(on) / statistics.median(off) for off, on in zip(blocks[False], blocks[True],
+                                                                                strict=True) if on and off]
     model = {on: statistics.median([v for b in blocks[on] for v in b]) for on in (False, True)}
     lat = {on: statistics.median(latency[on]) for on in (False, True)}
     figures = {"model_ms_off": round(model[False], 1), "model_ms_on": round(model[True], 1),
-               "ratio": round(model[True] / model[False], 3), "latency_ms_off": round(lat[False], 1),
+               "ratio_pooled": round(model[True] / model[False], 3), "ratio_pairs_median": round(
+                   statistics.median(pairs), 3), "latency_ms_off": round(lat[False], 1),
                "latency_ms_on": round(lat[True], 1), "answers": {k: sum(map(len, v)) for k, v in blocks.items()}}
     (folder / "latency.json").write_text(json.dumps(figures))
     print(f"\nrecorder on vs off (median model ms per answer): {figures}")
-    assert min(figures["answers"].values()) >= 20, figures
-    assert figures["ratio"] <= 1.10, figures
+    assert min(figures["answers"].values()) >= 20 and len(pairs) >= 6, figures
+    assert figures["ratio_pairs_median"] <= 1.10, figures
     set_parameters(ros, NODE, **{"record.enabled": True})
 
 

@@ -48,7 +48,7 @@ class RecorderStatus:
     dropped_budget: int = 0  # older records deleted to stay within max_mb
     errors: int = 0
     last_error: str = ""
-
+    cpu_s: float = 0.0  # CPU time the recorder's thread spent judging and writing
 
 @dataclass
 class FlagAnswer:
@@ -160,6 +160,7 @@ class HardCaseRecorder:
                     self._commands.clear()
                     batch = self._batches.popleft() if self._batches else None
                     stopping = self._stop and not self._batches
+                cpu = time.thread_time()
                 for name, value in commands:
                     self._guard(self._settings if name == "settings" else self._flag, *(
                         (value,) if name == "settings" else value))
@@ -167,6 +168,7 @@ class HardCaseRecorder:
                     self._guard(self._judge_batch, batch)
                 if self._session is not None:
                     self._guard(self._session.tick, self._clock())
+                self._count(cpu_s=time.thread_time() - cpu)
                 if stopping:
                     return
         finally:
@@ -300,7 +302,7 @@ class HardCaseRecorder:
     def _frame_key(batch: Batch) -> tuple:
         return (batch.camera, batch.frame.seq, batch.frame.stamp_ns, batch.model)
 
-    def _count(self, last_error: str | None = None, **counts: int) -> None:
+    def _count(self, last_error: str | None = None, **counts: float) -> None:
         with self._cond:
             values = {k: getattr(self._status, k) + v for k, v in counts.items()}
             if last_error is not None:
