@@ -217,9 +217,11 @@ class ConverSegNode(LifecycleNode):
     # -- serving callbacks -------------------------------------------------------------------------
     def _publish_batch(self, batch: Batch) -> None:
         """A computed batch (publishing thread): the swap's gap, the recorder (never blocks), the outputs."""
-        self.switch.observe(batch)
-        self.recording.offer(batch)
-        self.outputs.publish_batch(batch)
+        switch, recording, outputs = self.switch, self.recording, self.outputs  # (None after cleanup)
+        if switch is not None and recording is not None and outputs is not None:
+            switch.observe(batch)
+            recording.offer(batch)
+            outputs.publish_batch(batch)
 
     def _decode(self, msg: Any) -> Any:
         """A camera or service image -> HxWx3 uint8 RGB (inference thread)."""

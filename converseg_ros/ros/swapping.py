@@ -2,7 +2,7 @@
 time start a swap in the serving core (:class:`~converseg_ros.serving.swap.ModelKeeper`); each step is
 published on the latched ``model_status``, logged and shown in the diagnostics; a swap that fails puts the
 parameters back to the model still serving. A change is refused at once (the parameter set fails with the
-reason) while a swap is under way or when ``release`` is not a release folder."""
+reason) while a swap is under way, for an unknown preset and when ``release`` is not a release folder."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from rclpy.parameter import Parameter
 
 from converseg_ros.ros.msgs.interfaces import ModelStatus
-from converseg_ros.serving.model import ModelRequest
+from converseg_ros.serving.model import ModelRequest, quick_check
 from converseg_ros.serving.queries import Batch, clip
 from converseg_ros.serving.swap import ModelKeeper, ServedModel, SwapReport
 
@@ -56,7 +56,7 @@ class ModelSwitch:
             return f"a model swap is under way ({self.last.requested if self.last else ''}); try again when " \
                    "model_status says serving or failed"
         try:
-            request(cfg).files()
+            quick_check(request(cfg))
         except Exception as exc:  # noqa: BLE001 - the reason goes back to the caller
             return f"{type(exc).__name__}: {exc}"
         return None

@@ -50,6 +50,14 @@ class ModelChoice:
     precision: str
 
 
+def quick_check(request: ModelRequest) -> None:
+    """What can be checked at once (a run-time change is refused with it): the preset exists, the release
+    folder holds a release, the explicit files are known fields. Raises with the reason."""
+    from converseg_ros.modeling.presets import load_preset
+
+    load_preset(request.preset).with_overrides(**request.files())
+
+
 def check_model(request: ModelRequest) -> ModelChoice:
     """Validate the preset and make sure its files are local (raises ConverSegError/ValueError with the
     file or preset at fault). Builds the tiny model's files on first use; downloads only if allowed."""

@@ -474,8 +474,10 @@ def test_runtime_parameters(h: Harness) -> None:
     assert spin_until(h.ros, lambda: late.items and late.items[-1].text == "the handle of the cup", 5.0)
     resp = call(h.ros, client, SetParameters.Request(parameters=[param("frame_policy", "sometimes")]))
     assert not resp.results[0].successful and "frame_policy" in resp.results[0].reason
-    resp = call(h.ros, client, SetParameters.Request(parameters=[param("preset", "converseg-7b")]))
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("device", "cuda")]))
     assert not resp.results[0].successful  # read-only after start: change it and re-configure
+    resp = call(h.ros, client, SetParameters.Request(parameters=[param("preset", "no-such-preset")]))
+    assert not resp.results[0].successful and "no-such-preset" in resp.results[0].reason  # (a swap: checked first)
     resp = call(h.ros, client, SetParameters.Request(parameters=[param("query", "")]))
     assert resp.results[0].successful and spin_until(h.ros, lambda: late.items[-1].text == "", 5.0)
 
