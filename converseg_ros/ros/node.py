@@ -36,7 +36,7 @@ from converseg_ros.serving.frame_slot import Frame
 from converseg_ros.serving.model import ModelChoice, ModelRequest, check_model, load_engine
 from converseg_ros.serving.queries import MODE_CONTINUOUS
 from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSettings
-from converseg_ros.serving.stats import free_accelerator_cache
+from converseg_ros.serving.stats import free_accelerator_cache, release_host_memory
 from converseg_ros.serving.worker import InferenceWorker
 
 NODE_NAME = "converseg_node"
@@ -200,6 +200,7 @@ class ConverSegNode(LifecycleNode):
         self.engine = None
         gc.collect()
         free_accelerator_cache()
+        release_host_memory()
 
     def _teardown(self) -> None:
         for timer in self._cs_timers.values():

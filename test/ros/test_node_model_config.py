@@ -18,7 +18,7 @@ from ros_helpers import call
 from ros_nodes import start_node
 
 from converseg_ros.modeling.presets import load_preset, resolve_files
-from converseg_ros.ros.node_command import node_command, node_env
+from converseg_ros.ros.tools.node_command import node_command, node_env
 
 pytestmark = pytest.mark.timeout(240)
 NS = "/cs_model_config"
