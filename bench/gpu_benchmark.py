@@ -1,17 +1,22 @@
 """GPU benchmark: full-size ConverSeg-Net (random weights, no download) on CUDA, bf16 and fp32.
 
-Prints and writes (``OUT/gpu_benchmark.json`` and ``.md``) per precision:
+Prints and writes (``OUT/gpu_benchmark.json`` and ``.md``, rewritten after every section) per precision:
 
 * per-stage times: SAM2 image encoder, Qwen vision tower, Qwen text prefix, query suffix, mask decoder,
   post-processing (resize, threshold, one host copy, regions);
 * first query on a new frame with the two encoders one after the other and overlapped (side stream), and
   their ratio; a query on a cached frame;
 * queries/s for batches of 1, 4 and 16 prompts on a cached frame;
-* frames/s of the node's per-frame loop (a new frame encoded + one continuous query) at 640x480 and
-  1280x720;
-* peak GPU memory.
+* frames/s of the per-frame work (a new frame encoded + one continuous query) at 640x480 and 1280x720;
+* tracked queries over 1 and 3 cameras at 640x480, one per camera: frames/s per camera of tracked and of
+  grounded frames, SAM2's image encoder run once per frame (bench/gpu_tracking.py);
+* the node's serving loop (InferenceWorker + PublishQueue, no DDS) for 1 and 3 cameras with a continuous
+  and with a tracked query: answers/s per camera and frame-to-answer latency (bench/gpu_node_loop.py);
+* peak GPU memory; torch.compile of SAM2 when the time budget allows.
 
 Every time is a median over ``--iters`` runs after warm-up, with ``torch.cuda.synchronize()`` around each.
+``--budget-s`` bounds the run: bf16 first; torch.compile and then fp32 only while the budget allows. A
+section that fails is recorded (``errors``) and the others still run; the exit status is then 1.
 Run it through ``bench/gpu_benchmark.sh OUT_DIR`` on a CUDA machine. ``--smoke`` runs the same code on the
 tiny preset on any device in seconds (a check of the script, not a measurement).
 """
@@ -186,7 +191,41 @@ def compiled(engine, clock: Clock, image: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_precision(args: argparse.Namespace, precision: str) -> dict:
+class Progress:
+    """Progress lines with the time since the start, and the report rewritten after every section."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.started, self.runs = args, time.perf_counter(), []
+        self.precision = ""
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, message: str) -> None:
+        print(f"[gpu-bench {self.elapsed:6.1f} s] {self.precision}: {message}", flush=True)
+
+    def section(self, result: dict, name: str, fn: Callable[[], dict]) -> None:
+        """Run one section into ``result``; a failure is recorded and the run goes on."""
+        self(name)
+        try:
+            result.update(fn())
+        except Exception as exc:  # noqa: BLE001 - one broken section must not cost the others' device time
+            result.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            self(f"FAILED {name}: {type(exc).__name__}: {exc}")
+        self.save()
+
+    def save(self) -> dict:
+        report = make_report(self.args, self.runs, self.elapsed)
+        (self.args.out / "gpu_benchmark.json").write_text(json.dumps(report, indent=2))
+        (self.args.out / "gpu_benchmark.md").write_text(markdown(report) + "\n")
+        return report
+
+
+def run_precision(args: argparse.Namespace, precision: str, progress: Progress) -> dict:
+    from gpu_node_loop import LoopOptions, node_loops
+    from gpu_tracking import CAMERA_PROMPTS, camera_videos, tracked_cameras
+
     from converseg_ros.engine import ConverSegEngine
 
     device = torch.device(args.device)
@@ -194,6 +233,8 @@ def run_precision(args: argparse.Namespace, precision: str) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    progress.precision = precision
+    progress("building the model")
     start = time.perf_counter()
     engine = build_engine(args, precision)
     build_s = time.perf_counter() - start
@@ -202,16 +243,32 @@ def run_precision(args: argparse.Namespace, precision: str) -> dict:
     engine.warmup(image.shape[:2])
     overlapped.warmup(image.shape[:2])
     result = {"precision": precision, "build_s": build_s}
-    result.update(stage_times(engine, clock, image))
-    result.update(latency(engine, overlapped, clock, image))
-    result.update(throughput(engine, clock, image))
-    result.update(node_loop(overlapped, clock))
-    if args.compile:
-        result.update(compiled(engine, clock, image))
+    progress.runs.append(result)
+    size = SIZES["640x480"]
+    loop = LoopOptions(camera_hz=args.camera_hz, min_seconds=args.loop_seconds) if not args.smoke else \
+        LoopOptions(camera_hz=args.camera_hz, warm=1, measured=2, min_seconds=0.0, timeout_s=300.0)
+    sections = [
+        ("per-stage times", lambda: stage_times(engine, clock, image)),
+        ("first and cached query", lambda: latency(engine, overlapped, clock, image)),
+        ("queries/s on a cached frame", lambda: throughput(engine, clock, image)),
+        ("per-frame work at 640x480 and 1280x720", lambda: node_loop(overlapped, clock)),
+        ("tracked queries over cameras", lambda: tracked_cameras(overlapped, clock, size, progress)),
+        ("node serving loop", lambda: node_loops(overlapped, camera_videos(3, size, 16), CAMERA_PROMPTS, loop,
+                                                 progress)),
+    ]
+    for name, fn in sections:
+        progress.section(result, name, fn)
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    result["seconds_without_compile"] = time.perf_counter() - start
+    if args.compile and args.budget_s - progress.elapsed >= args.compile_reserve_s:
+        progress.section(result, "torch.compile of SAM2", lambda: compiled(engine, clock, image))
+    elif args.compile:
+        progress(f"torch.compile skipped: {args.budget_s - progress.elapsed:.0f} s of the budget left")
     engine.close()
     overlapped.close()
+    progress(json.dumps(result, indent=1))
+    progress.save()
     return result
 
 
@@ -223,8 +280,10 @@ ROWS = [
     ("first query, encoders overlapped", "first_query_overlapped_ms", "ms"),
     ("overlap speed-up", "overlap_speedup", "x"), ("cached-frame query", "cached_query_ms", "ms"),
     ("queries/s, batch 1", "queries_per_s_batch1", "/s"), ("queries/s, batch 4", "queries_per_s_batch4", "/s"),
-    ("queries/s, batch 16", "queries_per_s_batch16", "/s"), ("node loop 640x480", "loop_fps_640x480", "fps"),
-    ("node loop 1280x720", "loop_fps_1280x720", "fps"), ("peak GPU memory", "peak_gpu_memory_gib", "GiB"),
+    ("queries/s, batch 16", "queries_per_s_batch16", "/s"),
+    ("new frame + 1 query, one thread, 640x480", "loop_fps_640x480", "fps"),
+    ("new frame + 1 query, one thread, 1280x720", "loop_fps_1280x720", "fps"),
+    ("peak GPU memory", "peak_gpu_memory_gib", "GiB"),
     ("torch.compile: first call (compiling)", "compile_first_call_s", "s"),
     ("torch.compile: SAM2 image encoder", "compiled_sam2_encoder_ms", "ms"),
     ("torch.compile: cached-frame query", "compiled_cached_query_ms", "ms"),
@@ -232,49 +291,72 @@ ROWS = [
 
 
 def markdown(report: dict) -> str:
+    from gpu_node_loop import ROWS as LOOP_ROWS
+    from gpu_tracking import ROWS as TRACK_ROWS
+    from gpu_tracking import stage_table
+
     runs = report["runs"]
-    lines = [f"| 640x480 frame ({runs[0]['prefix_tokens']} Qwen prefix tokens) | "
-             + " | ".join(r["precision"] for r in runs) + " |", "|---|" + "---|" * len(runs)]
-    for label, key, unit in ROWS:
+    if not runs:
+        return ""
+    tokens = runs[0].get("prefix_tokens", "?")
+    lines = [f"| 640x480 frame ({tokens} Qwen prefix tokens) | " + " | ".join(r["precision"] for r in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    for label, key, unit in ROWS[:-4] + TRACK_ROWS + LOOP_ROWS + ROWS[-4:]:
         cells = [f"{r[key]:.2f} {unit}" if key in r else "—" for r in runs]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", *stage_table(runs)]
+    for run in runs:
+        for name, error in run.get("errors", {}).items():
+            lines.append(f"\n{run['precision']}: **{name} failed**: {error}")
     return "\n".join(lines)
+
+
+def make_report(args: argparse.Namespace, runs: list[dict], seconds: float) -> dict:
+    return {
+        "what": "smoke check on the tiny preset (not a measurement)" if args.smoke else
+                "full-size ConverSeg-Net (Qwen2.5-VL-3B + SAM2 Hiera-L), random weights",
+        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
+        else f"{platform.machine()} CPU, {os.cpu_count()} cores",
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "iters": args.iters,
+        "command": " ".join(sys.argv), "seconds": seconds, "runs": runs,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_benchmark.json/.md")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--precisions", default="bf16,fp32", help="in this order; later ones only if time remains")
     parser.add_argument("--iters", type=int, default=20, help="timed runs per measurement (median)")
     parser.add_argument("--attention", default="auto", help="Qwen attention (auto, sdpa, flash_attention_2, eager)")
     parser.add_argument("--smoke", action="store_true", help="tiny preset, a check of this script only")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also time torch.compile of SAM2 (default: on CUDA, off with --smoke)")
+    parser.add_argument("--camera-hz", type=float, default=30.0, help="camera rate in the node-loop section")
+    parser.add_argument("--loop-seconds", type=float, default=6.0, help="measuring window per node-loop run")
+    parser.add_argument("--budget-s", type=float, default=400.0,
+                        help="run torch.compile and further precisions only while this many seconds are not spent")
+    parser.add_argument("--compile-reserve-s", type=float, default=150.0,
+                        help="budget that must be left to start torch.compile")
     args = parser.parse_args()
     if args.compile is None:
         args.compile = args.device.startswith("cuda") and not args.smoke
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("gpu_benchmark: no CUDA device (use --smoke --device cpu to check the script)")
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    runs = []
-    for precision in args.precisions.split(","):
-        runs.append(run_precision(args, precision))
-        print(json.dumps(runs[-1], indent=1), flush=True)
-    report = {
-        "what": "smoke check on the tiny preset (not a measurement)" if args.smoke else
-                "full-size ConverSeg-Net (Qwen2.5-VL-3B + SAM2 Hiera-L), random weights",
-        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda")
-        else f"{platform.machine()} CPU, {os.cpu_count()} cores",
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "iters": args.iters,
-        "seconds": time.perf_counter() - started, "runs": runs,
-    }
-    (args.out / "gpu_benchmark.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (args.out / "gpu_benchmark.md").write_text(table + "\n")
+    progress = Progress(args)
+    last_s = 0.0
+    for k, precision in enumerate(args.precisions.split(",")):
+        left = args.budget_s - progress.elapsed
+        if k and left < 1.3 * last_s:  # fp32 is the slower one
+            progress(f"{precision} skipped: {left:.0f} s of the budget left, the last precision took {last_s:.0f} s")
+            continue
+        last_s = run_precision(args, precision, progress)["seconds_without_compile"]
+    report = progress.save()
     print(f"\n{report['what']} on {report['device']}, torch {report['torch']}, {report['date']}, "
-          f"{report['seconds']:.0f} s\n{table}")
+          f"{report['seconds']:.0f} s\n{markdown(report)}")
+    if any(run.get("errors") for run in report["runs"]):
+        sys.exit("gpu_benchmark: some sections failed (see errors in gpu_benchmark.json)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 converseg-train --preset tiny --data dataset.jsonl --out runs/x --steps 100 [--resume]
 converseg-train --config config/train/stage2.yaml --init runs/stage1 --data conv.jsonl --out runs/stage2
 converseg-train export runs/x --to release/            (latest checkpoint, or a checkpoints/step_N dir)
+converseg-train promote runs/x --baseline release/v1 --items heldout.json --to release/v2   (gated; exit 0/3)
 converseg-train extract-frames episode_bag/ --image-topic /cam/image_raw --out frames/
 converseg-train demo-data demo/                        (a few photos with masks, to try the pipeline)
 """
@@ -13,6 +14,7 @@ import argparse
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from converseg_ros.data.masks import MaskError
 from converseg_ros.data.readers import DatasetError
@@ -57,6 +59,7 @@ USER_ERRORS = (
     RobotLogError,
     ValueError,
     FileNotFoundError,
+    FileExistsError,
 )
 
 
@@ -127,6 +130,49 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def promote_main(argv: list[str]) -> int:
+    from converseg_ros.training.promote import (
+        EXIT_PROMOTED,
+        EXIT_REFUSED,
+        EvalSettings,
+        Gate,
+        promote,
+        report_paths,
+    )
+
+    p = argparse.ArgumentParser(
+        prog="converseg-train promote",
+        description="write CANDIDATE as a release only if it beats the baseline on held-out items",
+        epilog=f"exit status: {EXIT_PROMOTED} promoted (release in --to), {EXIT_REFUSED} refused (the report "
+        "says why), 2 error; the report is written next to --to as <name>.promotion.json and .md",
+    )
+    p.add_argument("candidate", help="release folder, training run or checkpoints/step_N directory")
+    p.add_argument("--baseline", required=True, help="the current release (or a run/checkpoint)")
+    p.add_argument("--items", required=True, help="held-out items.json (with concept labels for families)")
+    p.add_argument("--to", required=True, help="release folder to write when promoted (must not exist)")
+    p.add_argument("--margin", type=float, default=0.01, help="overall gIoU gain required (0.01 = 1 point)")
+    p.add_argument("--family-tolerance", type=float, default=0.02, help="largest gIoU drop allowed per family")
+    p.add_argument("--preprocess", default="letterbox", choices=["letterbox", "squash"])
+    p.add_argument("--decode-mode", default="multimask", choices=["multimask", "first"])
+    p.add_argument("--threshold", type=float, default=0.5, help="mask probability threshold")
+    p.add_argument("--preset", help="base preset of both (default: the candidate run's, else converseg-3b)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="exported adapter file dtype")
+    args = p.parse_args(argv)
+    settings = EvalSettings(args.preset, args.device, args.precision, args.decode_mode, args.preprocess,
+                            args.threshold, args.dtype)
+    verdict, report = promote(args.candidate, args.baseline, args.items, args.to,
+                              Gate(args.margin, args.family_tolerance), settings)
+    giou = report["scores"]["giou"]
+    print(f"baseline gIoU {100 * giou['baseline']['all']:.2f}, candidate {100 * giou['candidate']['all']:.2f}")
+    for reason in verdict.reasons:
+        print(f"refused: {reason}")
+    written = report["release"] or "no release written"
+    print(f"{report['verdict']}: {written} (report: {report_paths(Path(args.to))[1]})")
+    return EXIT_PROMOTED if verdict.promoted else EXIT_REFUSED
+
+
 def extract_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="converseg-train extract-frames",
@@ -173,7 +219,7 @@ def demo_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"export": export_main, "extract-frames": extract_main, "demo-data": demo_main}
+COMMANDS = {"export": export_main, "promote": promote_main, "extract-frames": extract_main, "demo-data": demo_main}
 
 
 def _terminate(signum, frame) -> None:

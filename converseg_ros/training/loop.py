@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -23,6 +22,7 @@ from converseg_ros.errors import DiskFullError
 from converseg_ros.modeling.atomic import atomic_write_bytes, is_no_space, sweep_stale
 from converseg_ros.modeling.build import ConverSegNet
 from converseg_ros.training import checkpoint as ck
+from converseg_ros.training import distributed
 from converseg_ros.training.config import TrainConfig, config_yaml, load_config
 from converseg_ros.training.data import Collator, StepBatches, TrainDataset
 from converseg_ros.training.losses import batch_iou, segmentation_loss
@@ -87,7 +87,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, hooks: list[Hook] | None = None):
         self.out = Path(cfg.out)
         self.hooks = list(hooks or [])
-        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.rank, self.world = distributed.rank_and_world()
         self.resume_from = ck.latest_checkpoint(self.out) if resume else None
         if resume and self.resume_from is None:
             log.warning("--resume: no checkpoint in %s, starting from step 0", self.out)
@@ -101,11 +101,9 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-            if torch.cuda.is_available():
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-                cfg.model.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        rank_device = distributed.init(self.world)
+        if rank_device is not None:
+            cfg.model.device = str(rank_device)
         torch.manual_seed(cfg.seed)
         self.train_samples, self.val_samples, problems = split_samples(cfg)
         self.net = build_training_model(cfg.model)
@@ -186,8 +184,10 @@ class Trainer:
         )
 
     # -- one step -------------------------------------------------------------------------------------
-    def _train_step(self, batch: dict) -> dict:
+    def _train_step(self, batch: dict, total: int) -> dict:
+        """One update on this rank's items; ``total``: usable items of the step over all ranks."""
         cfg = self.cfg
+        local = len(batch["ids"])
         lr = self.scheduler.get_last_lr()[0]
         with torch.no_grad():
             features = self.net.encode_images(self.net.sam_transform(batch["sam_images"]))
@@ -197,15 +197,16 @@ class Trainer:
             logits = self.forward(features, qwen)
         terms = segmentation_loss(logits, targets, cfg.loss.bce, cfg.loss.dice)
         self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        (terms["loss"] * distributed.loss_scale(local, total, self.world)).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.optim.grad_clip)
         self._phase = "updated"
         self.optimizer.step()
         self.scheduler.step()
         record = {k: float(v.detach()) for k, v in terms.items()}
         iou = float(batch_iou(logits.detach(), targets).mean())
-        record.update(lr=lr, grad_norm=float(grad_norm), iou=iou, batch=len(batch["ids"]))
-        return record
+        record.update(lr=lr, grad_norm=float(grad_norm), iou=iou, batch=local)
+        return distributed.global_means(record, ("loss", "bce", "dice", "iou"), local, total, self.world,
+                                        self.device)
 
     # -- the run --------------------------------------------------------------------------------------
     def run(self) -> Path | None:
@@ -250,9 +251,13 @@ class Trainer:
                     if item_id not in reported:  # once per item, not once per epoch
                         reported.add(item_id)
                         log.warning("skipped sample %s: %s", item_id, error)
-                if batch["ids"]:
-                    record = self._train_step(batch)
-                else:  # every sample of this batch failed: keep the schedule aligned with the data
+                total, fewest = distributed.step_counts(len(batch["ids"]), self.world, self.device)
+                if fewest > 0:
+                    distributed.seed_step(cfg.seed, self.rank, self.step)
+                    record = self._train_step(batch, total)
+                else:  # every sample of a (local) batch failed: all ranks skip, the schedule stays aligned
+                    if batch["ids"]:
+                        log.warning("step %d skipped: another rank has no usable item", self.step + 1)
                     record = {"lr": self.scheduler.get_last_lr()[0], "batch": 0}
                     self._phase = "updated"
                     self.optimizer.zero_grad(set_to_none=True)
@@ -285,8 +290,7 @@ class Trainer:
                     self.tb.close()
                 except OSError as exc:  # a full disk: say so, without hiding what ended the run
                     log.warning("TensorBoard events in %s not all written: %s", self.out / "tb", exc)
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            distributed.finish()
         return ck.latest_checkpoint(self.out) if self.rank == 0 else None
 
     def _log(self, record: dict, bar: tqdm) -> None:

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from converseg_ros.errors import CheckpointError
 from converseg_ros.modeling.build import ConverSegNet, build_model, resolve_device_precision
@@ -70,6 +71,20 @@ def _spec(cfg: ModelConfig) -> ModelSpec:
     return spec
 
 
+def set_lora_dropout(net: ConverSegNet, p: float) -> None:
+    """Use dropout ``p`` in every LoRA layer (the LoRA weights' own config may name another value)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"model.lora_dropout must be in [0, 1), got {p}")
+    backbone = net.adapter.backbone
+    for module in backbone.modules():
+        layers = getattr(module, "lora_dropout", None)
+        if isinstance(layers, nn.ModuleDict):
+            for name in list(layers):
+                layers[name] = nn.Dropout(p) if p > 0 else nn.Identity()
+    for config in backbone.peft_config.values():
+        config.lora_dropout = p
+
+
 def build_training_model(cfg: ModelConfig) -> ConverSegNet:
     """Model with the mask decoder, adapter heads and LoRA trainable (``build_model`` keeps them in fp32)."""
     device, _ = resolve_device_precision(cfg.device, "fp32")
@@ -90,6 +105,7 @@ def build_training_model(cfg: ModelConfig) -> ConverSegNet:
             activation_checkpointing_kwargs={"use_reentrant": False}
         )
     lora = net.adapter.backbone.peft_config["default"]
+    set_lora_dropout(net, cfg.lora_dropout)  # a training setting, not a property of the weights being loaded
     if (lora.r, lora.lora_alpha) != (cfg.lora_r, cfg.lora_alpha):
         log.warning(
             "LoRA r=%d alpha=%d come from the LoRA weights being fine-tuned (model.lora_r=%d, "
