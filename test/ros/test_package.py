@@ -44,7 +44,7 @@ def test_generated_messages_and_own_modules_import_together() -> None:
 def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
     """CONVERSEG_INSTALL_PYTHON_SOURCES=ON (colcon's default): sources, launch/config/rviz/models and the
     node executables are installed; the installed package imports without the source tree."""
-    from ros_env import SITE
+    from ros_env import INSTALL, SITE
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["AMENT_PREFIX_PATH"] = sys.prefix
@@ -70,7 +70,7 @@ def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
     for cmd in steps:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    site = prefix / SITE.relative_to(REPO / "install")
+    site = prefix / SITE.relative_to(INSTALL)
     share = prefix / "share" / "converseg_ros"
     for path in [
         site / "converseg_ros" / "ros" / "node.py",
