@@ -11,6 +11,8 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from converseg_ros import dds_profile
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -36,9 +38,14 @@ def main(args: list[str] | None = None) -> NoReturn:
     for sig in (signal.SIGINT, signal.SIGTERM):  # while importing torch & co.; the node installs its own
         signal.signal(sig, _exit_quietly)
     _exit_with_parent()
+    try:  # before rclpy starts: Fast DDS reads its profile when the first participant is created
+        profile = dds_profile.apply()
+    except ValueError as exc:
+        print(f"[converseg_node] {exc}", file=sys.stderr)
+        os._exit(2)
     from converseg_ros.ros.run import main as node_main
 
-    code = node_main(args)
+    code = node_main(args, startup_log=[profile.describe()])
     # The node has shut down cleanly; skip the interpreter's teardown of torch & co. (seconds on a loaded
     # CPU, long enough for `ros2 launch` to escalate to SIGTERM and report a failure).
     sys.stdout.flush()

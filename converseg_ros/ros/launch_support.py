@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from converseg_ros import dds_profile
+
 LAYOUT_NAMESPACE = "/converseg"  # the namespace rviz/converseg.rviz is written for
 _TOPIC_LINE = re.compile(r"^(\s*Value:\s*)" + re.escape(LAYOUT_NAMESPACE) + r"/", re.MULTILINE)
 
@@ -47,20 +49,17 @@ def write_rviz_layout(layout: Path, namespace: str) -> Path:
     return out
 
 
-def fastdds_profile_env(choice: str, shipped: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment entries for the node's Fast DDS profile (launch argument ``fastdds_profile``).
+def fastdds_profile_env(choice: str, config: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment entries for the node's Fast DDS profile (launch argument ``fastdds_profile``; the choice
+    itself is :func:`converseg_ros.dds_profile.choose`'s, with the shipped profiles in ``config``).
 
-    ``""`` (default): the shipped profile, unless FASTDDS_DEFAULT_PROFILES_FILE is already set (yours wins);
-    ``none``: set nothing; anything else: that file.
+    ``""``/``auto`` (default): a profile already named in the environment, else ``local`` when discovery stays on
+    this host and ``network`` otherwise; ``local``; ``network``; ``none``; or a file. Both Fast DDS variables
+    are set (Fast DDS 2.x reads FASTRTPS_..., 3.x FASTDDS_...), and the choice is handed on so that the node
+    does not apply another one (with ``none`` it removes an inherited profile).
     """
-    environ = os.environ if environ is None else environ
-    if choice == "none":
-        return {}
-    if choice:
-        return {"FASTDDS_DEFAULT_PROFILES_FILE": choice}
-    if environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        return {}
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}
+    profile = dds_profile.choose(choice, environ, config)
+    return {dds_profile.CHOICE_VARIABLE: choice or "auto", **profile.env()}
 
 
 def camera_setup(cameras: str, image_topics: str, image_topic: str) -> tuple[list[str], list[tuple[str, str]]]:

@@ -27,7 +27,7 @@ from converseg_ros.ros.launch_support import (
     rviz_layout_for,
     write_rviz_layout,
 )
-from converseg_ros.ros.node_command import FASTDDS_PROFILE, node_command
+from converseg_ros.ros.node_command import FASTDDS_PROFILE, node_command, node_env
 
 LAYOUT = REPO / "rviz" / "converseg.rviz"
 NO_LAUNCH = (
@@ -70,12 +70,24 @@ def test_rviz2_found_through_the_ament_index_like_launch_ros(tmp_path: Path, mon
     assert "not installed" in rviz2_missing()
 
 
-def test_fastdds_profile_choice() -> None:
-    shipped = Path("/share/converseg_ros/config/fastdds_large_frames.xml")
-    assert fastdds_profile_env("", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}
-    assert fastdds_profile_env("", shipped, {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}  # yours wins
-    assert fastdds_profile_env("none", shipped, {}) == {}
-    assert fastdds_profile_env("/x.xml", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}
+def test_fastdds_profile_choice(tmp_path: Path) -> None:
+    """The launch argument fastdds_profile -> the node's environment: both Fast DDS variables, and the choice."""
+    config = REPO / "config"
+    local, network = str(config / "fastdds_large_frames.xml"), str(config / "fastdds_large_frames_network.xml")
+    both = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    localhost = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    auto = {"CONVERSEG_FASTDDS_PROFILE": "auto"}
+    assert fastdds_profile_env("", config, localhost) == {**auto, **dict.fromkeys(both, local)}
+    assert fastdds_profile_env("auto", config, {}) == {**auto, **dict.fromkeys(both, network)}
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<dds/>")
+    for name in both:  # yours wins, whichever variable names it, and then names it for both Fast DDS versions
+        assert fastdds_profile_env("", config, {name: str(mine)}) == {**auto, **dict.fromkeys(both, str(mine))}
+    assert fastdds_profile_env("none", config, {both[0]: str(mine)}) == {"CONVERSEG_FASTDDS_PROFILE": "none"}
+    assert fastdds_profile_env("network", config, localhost)[both[1]] == network
+    assert fastdds_profile_env(str(mine), config, {})[both[0]] == str(mine)
+    with pytest.raises(ValueError, match="no such file"):
+        fastdds_profile_env("/no/such.xml", config, {})
 
 
 @pytest.mark.timeout(150)
@@ -288,4 +300,8 @@ def test_launch_killed_with_sigterm_leaves_no_node(tmp_path: Path) -> None:
 
 
 def test_shipped_profile_is_the_one_the_node_gets() -> None:
+    """node_env() (demo, benches, tests) gives the node what the launch file gives it."""
     assert FASTDDS_PROFILE == REPO / "config" / "fastdds_large_frames.xml" and FASTDDS_PROFILE.is_file()
+    env = node_env({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(FASTDDS_PROFILE)
+    assert env["MALLOC_ARENA_MAX"] == "2" and env["CONVERSEG_FASTDDS_PROFILE"] == "auto"
