@@ -262,6 +262,8 @@ class InferenceWorker:
                     self._cond.wait(self._until_next_deadline(wait_s))
                 if plan is not None:
                     self._running = list(plan.jobs)
+                    if plan.feed is not None and plan.frame.seq:  # taken now: a newer frame no longer drops it
+                        plan.feed.slot.mark_taken(plan.frame.seq)
             for job, reason in expired:
                 self._finish(job, None, Outcome(job.query, error=reason))
                 if self._on_expired is not None:
@@ -435,8 +437,6 @@ class InferenceWorker:
     def _run(self, plan: Plan) -> None:
         batch = self._infer(plan)
         batch.jobs = plan.jobs
-        if plan.feed is not None and plan.frame.seq:
-            plan.feed.slot.mark_taken(plan.frame.seq)
         by_id = {id(o.query): o for o in batch.outcomes}
         for job in plan.jobs:
             self._finish(job, batch, by_id[id(job.query)])

@@ -27,8 +27,13 @@ class FlakyEngine(ConverSegEngine):
     def __init__(self, real: ConverSegEngine) -> None:
         super().__init__(real.net)
         self.oom = 0
+        self.entered = threading.Event()  # set when an encoding starts
+        self.proceed: threading.Event | None = None  # when set to an Event: encodings wait for it
 
     def encode_frame(self, image: np.ndarray):  # noqa: ANN201
+        self.entered.set()
+        if self.proceed is not None:
+            assert self.proceed.wait(20.0)
         if self.oom > 0:
             self.oom -= 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -150,3 +155,29 @@ def test_jobs_without_a_frame_expire_with_the_reason(rig) -> None:  # noqa: ANN0
     put("fresh")
     assert answered.done.wait(20) and answered.outcome.error is None
     assert answered.batch.frame.msg.header.frame_id == "fresh"
+
+
+def test_only_frames_replaced_before_the_worker_took_them_count_as_dropped(tiny_engine) -> None:  # noqa: ANN001
+    """frames_dropped_overwritten: the frame being encoded is not dropped when a newer one arrives; a frame
+    replaced while it waited is."""
+    engine = FlakyEngine(tiny_engine)
+    engine.proceed = threading.Event()
+    slot = LatestSlot()
+    done = threading.Event()
+    worker = InferenceWorker(engine, slot, image_to_rgb8, lambda batch: done.set(), time.time_ns, WorkerSettings())
+    slot._on_put = worker.notify
+    msg = encode(photo(96), "rgb8", Image())
+    worker.start()
+    try:
+        worker.set_continuous(Query("c", "the cup", time.time_ns()))
+        slot.put(msg, time.time_ns(), time.time_ns())  # 1: taken by the worker, which then waits in encode
+        assert engine.entered.wait(20.0)
+        slot.put(msg, time.time_ns(), time.time_ns())  # 2: arrives while 1 is encoded
+        assert slot.overwritten == 0  # 1 was taken, not dropped
+        slot.put(msg, time.time_ns(), time.time_ns())  # 3: replaces 2, which the worker never took
+        assert slot.overwritten == 1
+        engine.proceed.set()
+        assert done.wait(20.0)
+    finally:
+        engine.proceed.set()
+        worker.stop()
