@@ -43,6 +43,7 @@ def camera_values(camera: CameraIO, worker: Any) -> dict[str, str]:
         "frames_rejected": str(camera.slot.rejected),
         "last_frame_rejected": camera.slot.last_reject[:200],
         "frames_dropped_overwritten": str(camera.slot.overwritten),
+        "frames_lost_in_transport": str(sum(i.lost for i in camera.inputs[:1])),  # the image input's
     }
     if worker is not None:
         feed = worker.feed(camera.name)
