@@ -51,12 +51,12 @@ if "--role" not in sys.argv:  # the publisher stands for an unmodified camera dr
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from converseg_ros.ros import qos  # noqa: E402
+from converseg_ros.ros.compat import SubscriptionEventCallbacks  # noqa: E402
 from converseg_ros.ros.image_codec import encode  # noqa: E402
 
 PROFILE = REPO / "config" / "fastdds_large_frames.xml"

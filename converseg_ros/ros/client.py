@@ -24,6 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from converseg_ros.ros import qos
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.ros.image_codec import decode, encode
 from converseg_ros.ros.interfaces import Segment, SegmentationQuery, SegmentationResult
 
@@ -95,7 +96,7 @@ class ConverSegClient:
         """True once the node subscribes to our queries and we subscribe to its results (discovery done)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._query_pub.get_subscription_count() and self._result_sub.get_publisher_count():
+            if self._query_pub.get_subscription_count() and publisher_count(self.node, self._result_sub):
                 return True
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return False

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rclpy.event_handler import SubscriptionEventCallbacks
-
 from converseg_ros.ros import qos
+from converseg_ros.ros.compat import SubscriptionEventCallbacks
 
 
 class MatchedInput:

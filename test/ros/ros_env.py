@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # The distro of this interpreter's venv (scripts/distro.sh): .venv = Kilted, .venv-jazzy = Jazzy.
-DISTRO = os.environ.get("CONVERSEG_ROS_DISTRO") or ("jazzy" if Path(sys.prefix).name == ".venv-jazzy" else "kilted")
+DISTRO = "jazzy" if Path(sys.prefix).name == ".venv-jazzy" else "kilted"
 INSTALL = REPO / ("install" if DISTRO == "kilted" else f"install-{DISTRO}")
 SITE = INSTALL / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 

@@ -17,6 +17,7 @@ from std_srvs.srv import Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
 from converseg_ros.ros import qos
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.srv import Segment
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,7 +42,7 @@ class Cameras:
             ros,
             lambda: all(p.get_subscription_count() for p in self.image.values())
             and self.query_pub.get_subscription_count()
-            and all(r.sub.get_publisher_count() for r in self.results.values()),
+            and all(publisher_count(ros, r.sub) for r in self.results.values()),
             20.0,
         )
         for camera in CAMERAS:  # image_reliability: auto follows our reliable publishers

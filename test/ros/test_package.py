@@ -86,8 +86,10 @@ def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
         assert path.exists(), path
     assert os.access(prefix / "lib" / "converseg_ros" / "converseg_node", os.X_OK)
     # -S: no site-packages .pth files, so the editable source tree is out of reach; only the install is.
+    # (The ROS packages and PyYAML: one site-packages for Kilted; Jazzy's venv shares PyYAML from Kilted's.)
+    ros_site = str(Path(importlib.util.find_spec("rclpy").origin).parents[1])
     code = (
-        f"import sys; sys.path[:0] = [{str(site)!r}, {str(Path(yaml.__file__).parents[1])!r}]\n"
+        f"import sys; sys.path[:0] = [{str(site)!r}, {ros_site!r}, {str(Path(yaml.__file__).parents[1])!r}]\n"
         "import converseg_ros, converseg_ros.ros.params\n"
         "from converseg_ros.msg import SegmentationResult\n"
         "assert converseg_ros.__path__ == [sys.path[0] + '/converseg_ros'], converseg_ros.__path__\n"

@@ -19,6 +19,7 @@ from converseg_ros.data.rosbag_writer import write_video_bag
 from converseg_ros.data.synthetic_video import camera_sweep
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
 from converseg_ros.ros import qos
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.srv import Reground
 
 pytestmark = pytest.mark.timeout(240)
@@ -44,7 +45,7 @@ def tracking(ros, photos, tmp_path_factory):  # noqa: ANN001, ANN201
     )
     results = Collector(ros, SegmentationResult, f"{NS}/result")
     query_pub = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())
-    assert spin_until(ros, lambda: query_pub.get_subscription_count() and results.sub.get_publisher_count(), 20.0)
+    assert spin_until(ros, lambda: query_pub.get_subscription_count() and publisher_count(ros, results.sub), 20.0)
     try:
         yield results, query_pub, node
     finally:
