@@ -2,7 +2,7 @@
 # Source me: makes the interfaces built by scripts/build_interfaces.sh (install/) importable, keeps DDS
 # traffic on this machine and ROS logs in a temporary folder.
 #   . scripts/ros_env.sh                              # Kilted: .venv, install/
-#   CONVERSEG_ROS_DISTRO=jazzy . scripts/ros_env.sh   # Jazzy: .venv-jazzy, install-jazzy/
+#   export CONVERSEG_ROS_DISTRO=jazzy; . scripts/ros_env.sh   # Jazzy: .venv-jazzy, install-jazzy/
 # Activates the distro's venv (replacing another one that is active) and drops the other distro's folders
 # from the search paths. Respects values already set by the caller (ROS_DOMAIN_ID, ROS_LOG_DIR, ROS_HOME).
 _cs_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
