@@ -96,7 +96,7 @@ def _actions(context: LaunchContext) -> list:
         if missing:
             actions.append(LogInfo(msg=f"use_rviz: starting without RViz: {missing}"))
         else:
-            layout = write_rviz_layout(share / "rviz" / "converseg.rviz", value["namespace"])
+            layout = write_rviz_layout(share / "rviz" / "converseg.rviz", value["namespace"], cameras)
             actions.append(
                 Node(package="rviz2", executable="rviz2", name="rviz2", output="log", arguments=["-d", str(layout)])
             )

@@ -25,6 +25,7 @@ from converseg_ros.ros.launch_support import (
     normalize_namespace,
     rviz2_missing,
     rviz_layout_for,
+    rviz_layout_for_cameras,
     write_rviz_layout,
 )
 from converseg_ros.ros.node_command import FASTDDS_PROFILE, node_command, node_env
@@ -52,6 +53,25 @@ def test_rviz_layout_follows_the_namespace(namespace: str, prefix: str, tmp_path
     written = write_rviz_layout(LAYOUT, namespace)
     assert written.read_text() == moved and written.name == "converseg.rviz"
     assert normalize_namespace(namespace) == prefix
+
+
+def test_rviz_layout_per_camera_and_removed_at_exit(tmp_path: Path) -> None:
+    """cameras:=head,wrist: one overlay/mask/markers set per camera under <namespace>/<camera>/, the rest once;
+    the temporary layout is gone when the (launch) process that wrote it exits."""
+    text = rviz_layout_for_cameras(LAYOUT.read_text(), "/robot", ["head", "wrist"])
+    displays = yaml.safe_load(text)["Visualization Manager"]["Displays"]
+    assert rviz_topics(text) == {f"/robot/{c}/{t}" for c in ("head", "wrist") for t in ("overlay", "mask", "markers")}
+    names = [d["Name"] for d in displays]
+    assert len(names) == len(set(names)) == 7 and "ConverSeg overlay (wrist)" in names and "Camera frame" in names
+    assert set(yaml.safe_load(text)["Window Geometry"]) >= {"ConverSeg overlay (head)", "ConverSeg mask (wrist)"}
+    assert rviz_layout_for_cameras(LAYOUT.read_text(), "/robot", [""]) == rviz_layout_for(LAYOUT.read_text(), "/robot")
+    code = (
+        "from pathlib import Path\nfrom converseg_ros.ros.launch_support import write_rviz_layout\n"
+        f"print(write_rviz_layout(Path({str(LAYOUT)!r}), 'robot', ['head', 'wrist']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    written = Path(out.stdout.strip())
+    assert written.name == "converseg.rviz" and not written.exists() and not written.parent.exists()
 
 
 def test_rviz2_found_through_the_ament_index_like_launch_ros(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
