@@ -16,6 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 # The distro of this interpreter's venv (scripts/distro.sh): .venv = Kilted, .venv-jazzy = Jazzy.
 DISTRO = "jazzy" if Path(sys.prefix).name == ".venv-jazzy" else "kilted"
 INSTALL = REPO / ("install" if DISTRO == "kilted" else f"install-{DISTRO}")
+# `colcon test` (CMakeLists.txt): the workspace's install prefix, already built; nothing to build here.
+INSTALLED = os.environ.get("CONVERSEG_TEST_INSTALL", "")
+if INSTALLED:
+    INSTALL = Path(INSTALLED)
 SITE = INSTALL / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
@@ -37,9 +41,10 @@ def setup() -> None:
     os.environ["ROS_LOG_DIR"] = os.environ["ROS_HOME"] = os.environ["CONVERSEG_TEST_ROS_LOG"]
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    subprocess.run(
-        ["bash", str(REPO / "scripts" / "build_interfaces.sh")], check=True, stdout=subprocess.DEVNULL
-    )
+    if not INSTALLED:
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "build_interfaces.sh")], check=True, stdout=subprocess.DEVNULL
+        )
     _prepend("AMENT_PREFIX_PATH", sys.prefix)
     _prepend("AMENT_PREFIX_PATH", str(INSTALL))
     _prepend("LD_LIBRARY_PATH", str(INSTALL / "lib"))  # read by rcpputils when loading typesupports
