@@ -39,7 +39,7 @@ REQUIRED = 0.95
 NS = "/cs2h"
 
 
-def _node(way: str, pair: NamespacePair, log: Path) -> subprocess.Popen:
+def _node(way: str, pair: NamespacePair, log: Path, namespace: str) -> subprocess.Popen:
     """converseg_node in the node host's namespace, started ``way`` with that way's environment."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", dds_profile.CHOICE_VARIABLE,
@@ -61,15 +61,15 @@ def _node(way: str, pair: NamespacePair, log: Path) -> subprocess.Popen:
     if way == "no profile":  # for measuring the difference by hand (CONVERSEG_TWO_HOST_WAYS), not a default
         cmd = [sys.executable, "-m", "converseg_ros.node"]
         env[dds_profile.CHOICE_VARIABLE] = "none"
-    cmd += ["--ros-args", "--params-file", str(params_file), "-r", f"__ns:={NS}", *params]
+    cmd += ["--ros-args", "--params-file", str(params_file), "-r", f"__ns:={namespace}", *params]
     return subprocess.Popen(pair.prefix(pair.names[1]) + cmd, stdout=open(log, "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _camera(pair: NamespacePair, node_env: dict[str, str]) -> subprocess.Popen:
+def _camera(pair: NamespacePair, env: dict[str, str], namespace: str) -> subprocess.Popen:
     script = Path(__file__).with_name("two_host_camera.py")
-    return subprocess.Popen(pair.prefix(pair.names[0]) + [sys.executable, str(script), NS, *CASES],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node_env)
+    return subprocess.Popen(pair.prefix(pair.names[0]) + [sys.executable, str(script), namespace, *CASES],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +98,12 @@ def test_remote_camera_reaches_the_node_started_the_documented_ways(hosts: Names
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")}
     sniffer = RtpsSniffer(domain_ports(int(os.environ["ROS_DOMAIN_ID"])))
     table, failures = [], []
+    # All nodes start at once (their start-up overlaps); the camera then serves one node after the other.
+    nodes = {way: (_node(way, hosts, tmp_path / f"{way.replace(' ', '_')}.log", f"{NS}_{k}"), f"{NS}_{k}")
+             for k, way in enumerate(ways)}
     try:
-        for way in ways:
-            log = tmp_path / f"{way.replace(' ', '_')}.log"
-            node = _node(way, hosts, log)
-            camera = _camera(hosts, env)
+        for way, (node, namespace) in nodes.items():
+            camera = _camera(hosts, env, namespace)
             try:
                 out, _ = camera.communicate(timeout=300)
             finally:
@@ -110,7 +111,7 @@ def test_remote_camera_reaches_the_node_started_the_documented_ways(hosts: Names
                 if node.poll() is None:
                     os.killpg(node.pid, signal.SIGINT)
                 code = node.wait(30)
-            text = log.read_text()
+            text = (tmp_path / f"{way.replace(' ', '_')}.log").read_text()
             assert code == 0 and "Traceback" not in text, f"{way}: exit {code}\n{text[-3000:]}"
             assert "Fast DDS profile: network" in text or way == "no profile", f"{way}: {text[-3000:]}"
             rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -124,6 +125,10 @@ def test_remote_camera_reaches_the_node_started_the_documented_ways(hosts: Names
                 if share < REQUIRED and way != "no profile":
                     failures.append(line)
     finally:
+        for node, _ in nodes.values():
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait(10)
         leaked = sniffer.stop()
     report = "\n".join(["| start | camera QoS | frame | rate | published | taken by the node | lost | delivered |",
                          "|---|---|---|---|---|---|---|---|", *table])
