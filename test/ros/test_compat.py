@@ -101,3 +101,29 @@ def test_scripts_and_tests_keep_dds_local_for_every_distro() -> None:
         ).stdout.split()
         assert out[:3] == ["LOCALHOST", "1", distro], out
         assert out[3].endswith(".venv" if distro == "kilted" else ".venv-jazzy"), out
+
+
+def test_every_ros_library_and_module_comes_from_this_distro(ros) -> None:  # noqa: ANN001
+    """Two distros side by side (.venv-jazzy shares .venv's non-ROS packages): with a node, publishers and our
+    messages in use, every ROS shared library mapped into this process and every ROS Python module loaded
+    comes from this interpreter's own venv or this distro's install folder, never the other distro's."""
+    import re
+
+    from ros_env import INSTALL
+
+    from converseg_ros.msg import SegmentationResult  # noqa: F401 - loads our typesupport libraries
+
+    own = (os.path.realpath(sys.prefix), os.path.realpath(INSTALL))
+    ros_lib = re.compile(r"/(lib(rcl|rmw|rosidl|fastrtps|fastdds|fastcdr|rcutils|rcpputils|tracetools|"
+                         r"ament_index|spdlog|yaml)[^/]*|lib[^/]*__rosidl_[^/]*)\.so[^/]*$|/ros_[^/]+\.libs/")
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
+    libraries = sorted(p for p in mapped if ros_lib.search(p))
+    assert libraries, "no ROS library mapped?"
+    foreign = [p for p in libraries if not os.path.realpath(p).startswith(own)]
+    assert not foreign, f"ROS libraries from elsewhere: {foreign[:10]}"
+    ros_modules = ("rclpy", "rcl_interfaces", "rosidl_", "rmw", "std_msgs", "sensor_msgs", "builtin_interfaces",
+                   "diagnostic_msgs", "lifecycle_msgs", "std_srvs", "geometry_msgs", "ament_index_python")
+    files = {name: getattr(mod, "__file__", None) for name, mod in list(sys.modules.items())
+             if name.split(".")[0].startswith(ros_modules)}
+    foreign = {n: f for n, f in files.items() if f and not os.path.realpath(f).startswith(own)}
+    assert "rclpy" in files and not foreign, foreign
