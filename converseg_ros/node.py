@@ -11,12 +11,17 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from converseg_ros import dds_profile
+
 PR_SET_PDEATHSIG = 1
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc mallopt parameters
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
+    """SIGINT/SIGTERM before the node's own handlers (imports, profile choice): nothing to clean up yet, so
+    leave at once with 0. A SystemExit raised inside an import could be swallowed by the imported code, and
+    the interpreter's teardown of a half-imported torch takes seconds (past launch's 5 s before SIGTERM)."""
+    os._exit(0)
 
 
 def _exit_with_parent() -> None:
@@ -54,9 +59,14 @@ def main(args: list[str] | None = None) -> NoReturn:
         signal.signal(sig, _exit_quietly)
     _exit_with_parent()
     _tune_malloc()
+    try:  # before rclpy starts: Fast DDS reads its profile when the first participant is created
+        profile = dds_profile.apply()
+    except ValueError as exc:
+        print(f"converseg_node: {exc}", file=sys.stderr)
+        os._exit(2)
     from converseg_ros.ros.run import main as node_main
 
-    code = node_main(args)
+    code = node_main(args, startup_log=[profile.describe()])
     # The node has shut down cleanly; skip the interpreter's teardown of torch & co. (seconds on a loaded
     # CPU, long enough for `ros2 launch` to escalate to SIGTERM and report a failure).
     sys.stdout.flush()
