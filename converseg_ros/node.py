@@ -6,6 +6,7 @@ Thin entry point; the node lives in :mod:`converseg_ros.ros.node`, its process l
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -59,6 +60,7 @@ def main(args: list[str] | None = None) -> NoReturn:
         signal.signal(sig, _exit_quietly)
     _exit_with_parent()
     _tune_malloc()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack
     try:  # before rclpy starts: Fast DDS reads its profile when the first participant is created
         profile = dds_profile.apply()
     except ValueError as exc:
