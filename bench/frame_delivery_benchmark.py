@@ -40,19 +40,22 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"  # Humble's spelling of the same
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
 os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="converseg-frames-"))
 os.environ.setdefault("ROS_HOME", os.environ["ROS_LOG_DIR"])
 if "--role" not in sys.argv:  # the publisher stands for an unmodified camera driver: no profile
-    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    for _name in PROFILE_VARIABLES:
+        os.environ.pop(_name, None)
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
-from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from converseg_ros.ros.compat import SubscriptionEventCallbacks  # noqa: E402
 from converseg_ros.ros.msgs import qos  # noqa: E402
 from converseg_ros.ros.msgs.image_codec import encode  # noqa: E402
 
@@ -161,9 +164,10 @@ class Subscriber:
 
     def __init__(self, profile: str, forced: str) -> None:
         env = dict(os.environ)
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-        if profile != "default":
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(self._profile_file(profile))
+        for name in PROFILE_VARIABLES:
+            env.pop(name, None)
+            if profile != "default":
+                env[name] = str(self._profile_file(profile))
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--role", "subscriber", "--subscriber", forced],
             stdin=subprocess.PIPE,

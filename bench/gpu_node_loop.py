@@ -30,19 +30,18 @@ MODES = ("continuous", "tracked")
 
 
 def serving() -> SimpleNamespace:
-    """The node's serving classes, imported in this one place (they are moving from converseg_ros/ros/ to
-    converseg_ros/serving/; re-point these imports when they do). None of them imports rclpy."""
+    """The node's serving core (converseg_ros/serving/, no rclpy), imported in this one place."""
     from converseg_ros.engine.tracking import TrackingConfig
-    from converseg_ros.ros.camera_feed import CameraFeed
-    from converseg_ros.ros.frame_slot import LatestSlot
-    from converseg_ros.ros.jobs import MODE_CONTINUOUS, MODE_TRACK, Query, WorkerSettings
-    from converseg_ros.ros.publish_queue import PublishQueue
-    from converseg_ros.ros.worker import InferenceWorker
+    from converseg_ros.serving.book import QueryBook
+    from converseg_ros.serving.camera import CameraFeed
+    from converseg_ros.serving.queries import MODE_CONTINUOUS, MODE_TRACK, Query
+    from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSettings
+    from converseg_ros.serving.worker import InferenceWorker
 
     return SimpleNamespace(
-        CameraFeed=CameraFeed, LatestSlot=LatestSlot, Query=Query, WorkerSettings=WorkerSettings,
-        PublishQueue=PublishQueue, InferenceWorker=InferenceWorker, TrackingConfig=TrackingConfig,
-        MODE_CONTINUOUS=MODE_CONTINUOUS, MODE_TRACK=MODE_TRACK,
+        CameraFeed=CameraFeed, QueryBook=QueryBook, Query=Query, WorkerSettings=WorkerSettings,
+        CameraSettings=CameraSettings, Clocks=Clocks, InferenceWorker=InferenceWorker,
+        TrackingConfig=TrackingConfig, MODE_CONTINUOUS=MODE_CONTINUOUS, MODE_TRACK=MODE_TRACK,
     )
 
 
@@ -121,14 +120,13 @@ def run_loop(engine, videos: list[list[np.ndarray]], mode: str, prompts: tuple[s
     s = serving()
     names = [f"cam{c}" for c in range(len(videos))]
     recorder = _Recorder()
-    worker_ref: list = []
-    slots = [s.LatestSlot(on_put=lambda: worker_ref[0].notify() if worker_ref else None) for _ in names]
-    feeds = [s.CameraFeed(name, slot, f"/{name}/image_raw") for name, slot in zip(names, slots, strict=True)]
     tracking = s.TrackingConfig(min_object_score=-np.inf, min_iou=0.0, reground_every=30)
-    publisher = s.PublishQueue(recorder.publish, lambda batch, exc: recorder.errors.append(repr(exc)))
-    worker = s.InferenceWorker(engine, feeds, decode, publisher.put, time.monotonic_ns,
-                               s.WorkerSettings(tracking=tracking))
-    worker_ref.append(worker)
+    feeds = [s.CameraFeed(name, source=f"/{name}/image_raw", settings=s.CameraSettings(tracking=tracking))
+             for name in names]
+    slots = [feed.slot for feed in feeds]
+    # pipelined: the worker's own PublishQueue converts and publishes while the next frame is encoded
+    worker = s.InferenceWorker(feeds, s.QueryBook(names), decode, recorder.publish, s.WorkerSettings(),
+                               s.Clocks(stamp_ns=time.monotonic_ns), pipelined=True)
     for c, name in enumerate(names):
         kind = s.MODE_TRACK if mode == "tracked" else s.MODE_CONTINUOUS
         query = s.Query(f"q{c}", prompts[c % len(prompts)], time.monotonic_ns(), kind)
@@ -136,7 +134,7 @@ def run_loop(engine, videos: list[list[np.ndarray]], mode: str, prompts: tuple[s
     stop = threading.Event()
     cameras = [threading.Thread(target=_camera, args=(slot, video, options.camera_hz, stop), daemon=True)
                for slot, video in zip(slots, videos, strict=True)]
-    worker.start()
+    worker.start(engine)
     for thread in cameras:
         thread.start()
     start = time.monotonic()
@@ -153,7 +151,8 @@ def run_loop(engine, videos: list[list[np.ndarray]], mode: str, prompts: tuple[s
         for thread in cameras:
             thread.join()
         worker.stop()
-        publisher.close()
+    if worker.stats.errors:
+        recorder.errors.append(worker.stats.last_error)
     return _figures(recorder, names, feeds, options, time.monotonic() - start)
 
 

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"  # Humble's spelling of the same
 os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="converseg-pre-encode-"))
 os.environ.setdefault("ROS_HOME", os.environ["ROS_LOG_DIR"])

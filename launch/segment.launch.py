@@ -41,9 +41,11 @@ ARGUMENTS = {
     "precision": ("", "auto, fp32, bf16 or fp16; empty: from the params file."),
     "query": ("", "Initial continuous query; empty: from the params file."),
     "fastdds_profile": (
-        "",
-        "Fast DDS profile of the node: empty = the shipped config/fastdds_large_frames.xml (unless "
-        "FASTDDS_DEFAULT_PROFILES_FILE is set), none = no profile, or a file.",
+        "auto",
+        "Fast DDS profile of the node: auto = a profile already set in FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE, "
+        "else local (config/fastdds_large_frames.xml, 127.0.0.1) when ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST "
+        "and network (fastdds_large_frames_network.xml: this and other hosts) otherwise; local; network; "
+        "none; or a file.",
     ),
     "use_rviz": ("false", "Start RViz with rviz/converseg.rviz, its topics moved to the namespace."),
     "log_level": ("info", "Node log level: debug, info, warn, error."),
@@ -72,7 +74,7 @@ def _actions(context: LaunchContext) -> list:
     env = {
         "MALLOC_ARENA_MAX": "2",  # fewer glibc malloc arenas: RSS stays flat under load (docs/ros.md)
         "CONVERSEG_EXIT_WITH_PARENT": "1",  # the node also stops if this launch is killed outright
-        **fastdds_profile_env(value["fastdds_profile"], share / "config" / "fastdds_large_frames.xml"),
+        **fastdds_profile_env(value["fastdds_profile"], share / "config"),
     }
     actions = [
         Node(
@@ -94,7 +96,7 @@ def _actions(context: LaunchContext) -> list:
         if missing:
             actions.append(LogInfo(msg=f"use_rviz: starting without RViz: {missing}"))
         else:
-            layout = write_rviz_layout(share / "rviz" / "converseg.rviz", value["namespace"])
+            layout = write_rviz_layout(share / "rviz" / "converseg.rviz", value["namespace"], cameras)
             actions.append(
                 Node(package="rviz2", executable="rviz2", name="rviz2", output="log", arguments=["-d", str(layout)])
             )

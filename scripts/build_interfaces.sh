@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Build the ROS interfaces (msg/, srv/) with rosidl + ament_cmake from the pip wheels into build/ and
-# install/. Idempotent: skipped when msg/, srv/, CMakeLists.txt, package.xml, nodes/, the launch, config and
-# RViz files and this script are unchanged (hash stamp in install/). Use: bash scripts/build_interfaces.sh [--force]
+# install/ (with CONVERSEG_ROS_DISTRO=jazzy: .venv-jazzy's wheels into build-jazzy/ and install-jazzy/).
+# Idempotent: skipped when msg/, srv/, CMakeLists.txt, package.xml, nodes/, the launch, config and RViz files
+# and this script are unchanged (hash stamp in install/). Use: bash scripts/build_interfaces.sh [--force]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-if [ -z "${VIRTUAL_ENV:-}" ]; then
-  # shellcheck disable=SC1091
-  . "$root/.venv/bin/activate"
-fi
-build="$root/build"
-install="$root/install"
+_cs_root=$root
+# shellcheck disable=SC1091
+. scripts/distro.sh
+# The distro's venv, whatever is active (the ROS wheels' CMake files and generators come from it).
+export VIRTUAL_ENV="$_cs_venv" PATH="$_cs_venv/bin:$PATH"
+unset PYTHONHOME PYTHONPATH LD_LIBRARY_PATH _ROS_WHEELS_BOOTSTRAP_COMPLETE  # nothing of another distro
+build="$_cs_build"
+install="$_cs_install"
 stamp="$install/.converseg-interfaces-stamp"
-want=$(cat msg/*.msg srv/*.srv CMakeLists.txt package.xml nodes/* launch/*.py config/*.yaml config/*.xml rviz/*.rviz "$0" | sha256sum | cut -d' ' -f1)
+want=$( (cat msg/*.msg srv/*.srv CMakeLists.txt package.xml nodes/* launch/*.py config/*.yaml config/*.xml rviz/*.rviz \
+  "$0"; echo "$_cs_distro") | sha256sum | cut -d' ' -f1)
 if [ "${1:-}" != "--force" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
    && [ -d "$install/lib/python3.11/site-packages/converseg_ros/msg" ]; then
   echo "[build_interfaces] up to date ($install)"

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="converseg-segment", description=__doc__.splitlines()[0])
     parser.add_argument("--image", action="append", default=[], help="image file (repeatable)")
     parser.add_argument("--prompt", action="append", default=[], help="conversational prompt (repeatable)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--out", type=Path, default=Path("converseg_out"), help="output folder (default: ./converseg_out)"
+    )
     add_model_arguments(parser, allow_download=True)
     parser.add_argument("--min-region-area", type=int, default=1, help="drop regions smaller than this (pixels)")
     parser.add_argument("--max-regions", type=int, default=10, help="keep at most this many regions")

@@ -24,7 +24,7 @@ class NodeFacts:
     active: bool
     preset: str
     device: str
-    inputs: dict[str, tuple[str, str]]  # camera -> (image topic, reliability subscribed); empty when inactive
+    inputs: dict[str, tuple[str, str, int]]  # camera -> (image topic, reliability, frames lost in transport)
     cameras: dict[str, object]  # camera -> CameraConfig (its effective settings)
     extra: dict[str, str] = field(default_factory=dict)  # the model switch's and the recorder's keys
     warning: str = ""  # a problem that is not an inference error (a failed model swap)
@@ -51,7 +51,7 @@ def _stats_values(stats: WorkerStats) -> dict[str, str]:
 def _camera_values(camera: CameraStatus, facts: NodeFacts) -> dict[str, str]:
     """One camera's keys: its queries, topic, input counters and own settings."""
     q = camera.continuous
-    topic, reliability = facts.inputs.get(camera.name, ("", ""))
+    topic, reliability, lost = facts.inputs.get(camera.name, ("", "", 0))
     values = {
         "camera": camera.name,
         "active_query": clip(q.text, 200) if q else "",
@@ -62,6 +62,7 @@ def _camera_values(camera: CameraStatus, facts: NodeFacts) -> dict[str, str]:
         "frames_rejected": str(camera.slot.rejected),
         "last_frame_rejected": clip(camera.slot.last_reject, 200),
         "frames_dropped_overwritten": str(camera.slot.overwritten),
+        "frames_lost_in_transport": str(lost),
     }
     cfg = facts.cameras.get(camera.name)
     if cfg is not None and camera.name:

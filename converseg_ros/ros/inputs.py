@@ -84,6 +84,11 @@ class CameraInputs:
         return self.inputs[0].topic
 
     @property
+    def lost(self) -> int:
+        """Image messages the middleware reported lost (never complete here)."""
+        return self.inputs[0].lost
+
+    @property
     def reliability(self) -> str:
         """What the image subscription uses now."""
         return self.inputs[0].reliability

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rclpy.event_handler import SubscriptionEventCallbacks
-
+from converseg_ros.ros.compat import SubscriptionEventCallbacks
 from converseg_ros.ros.msgs import qos
 
 
@@ -38,6 +37,7 @@ class MatchedInput:
         self._mode, self._depth, self._group, self._log = reliability, depth, group, log
         self.topic = node.resolve_topic_name(topic)  # namespace and remappings applied
         self.reliability = ""  # what the current subscription uses
+        self.lost = 0  # messages the middleware reports lost: never complete here (e.g. best-effort fragments)
         self.sub: Any = None
         self.refresh()
 
@@ -60,9 +60,9 @@ class MatchedInput:
             return False
         if self.sub is not None:
             self._node.destroy_subscription(self.sub)
-        events = None
+        events = SubscriptionEventCallbacks(message_lost=self._on_lost)
         if self._mode == "auto":  # replaces rclpy's "no messages will be received" warning: we re-subscribe
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible)
+            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible, message_lost=self._on_lost)
         self.sub = self._node.create_subscription(
             self._type,
             self.topic,
@@ -77,6 +77,9 @@ class MatchedInput:
 
     def _on_incompatible(self, info: Any) -> None:
         self._log(f"input {self.topic}: a new publisher does not match {self.reliability}; re-subscribing")
+
+    def _on_lost(self, info: Any) -> None:
+        self.lost += info.total_count_change
 
     def destroy(self) -> None:
         """Unsubscribe."""

@@ -287,7 +287,7 @@ class ConverSegNode(LifecycleNode):
         facts = NodeFacts(
             self.get_fully_qualified_name(), worker.running,
             self.cfg.preset, self.choice.device if self.choice else "",
-            {name: (inputs.image_topic, inputs.reliability) for name, inputs in self._inputs.items()},
+            {name: (i.image_topic, i.reliability, i.lost) for name, i in self._inputs.items()},
             dict(self._cams), {**self.switch.diagnostics(), **self.recording.diagnostics()}, self.switch.warning,
         )
         outputs.publish_diagnostics(diagnostics_msg(worker.status(), facts, self.get_clock().now().to_msg()))

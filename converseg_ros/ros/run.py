@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import rclpy
@@ -28,8 +29,9 @@ class ShutdownRequested(BaseException):
     model-loading code that catches errors does not swallow it)."""
 
 
-def main(args: list[str] | None = None) -> int:
-    """Configure and activate the node (with ``autostart``), spin until a signal; the exit code."""
+def main(args: list[str] | None = None, startup_log: Sequence[str] = ()) -> int:
+    """Configure and activate the node (with ``autostart``), spin until a signal; the exit code.
+    ``startup_log``: lines logged once the node exists (e.g. the Fast DDS profile chosen before rclpy)."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -45,6 +47,8 @@ def main(args: list[str] | None = None) -> int:
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = ConverSegNode()
+        for line in startup_log:
+            node.get_logger().info(line)
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         if node.cfg.autostart:

@@ -47,6 +47,19 @@ def free_accelerator_cache() -> None:
         pass
 
 
+def release_host_memory() -> None:
+    """Hand memory freed by a released model back to the OS (glibc ``malloc_trim``; no-op elsewhere), so a
+    deactivated node really shrinks and repeated load/unload cycles do not ratchet its RSS up."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
+
+
 class Accounts:
     """The node's totals (``stats``) and the cameras (``feeds``, each with its own stats and cached frame)."""
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from converseg_ros.serving.model import ModelChoice, ModelRequest, check_model, load_engine
 from converseg_ros.serving.queries import Batch
-from converseg_ros.serving.stats import free_accelerator_cache
+from converseg_ros.serving.stats import free_accelerator_cache, release_host_memory
 
 SWAP_MODES = ("both", "pause")
 
@@ -89,6 +89,7 @@ def close_engine(engine: Any, warn: Callable[[str], None] | None = None) -> None
                 warn(f"engine.close failed: {exc}")
     gc.collect()
     free_accelerator_cache()
+    release_host_memory()
 
 
 class MemoryProbe:

@@ -13,7 +13,13 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-INSTALL = REPO / "install"
+# The distro of this interpreter's venv (scripts/distro.sh): .venv = Kilted, .venv-jazzy = Jazzy.
+DISTRO = "jazzy" if Path(sys.prefix).name == ".venv-jazzy" else "kilted"
+INSTALL = REPO / ("install" if DISTRO == "kilted" else f"install-{DISTRO}")
+# `colcon test` (CMakeLists.txt): the workspace's install prefix, already built; nothing to build here.
+INSTALLED = os.environ.get("CONVERSEG_TEST_INSTALL", "")
+if INSTALLED:
+    INSTALL = Path(INSTALLED)
 SITE = INSTALL / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
@@ -26,6 +32,8 @@ def _prepend(name: str, value: str) -> None:
 def setup() -> None:
     """Export the variables (idempotent) and build the interfaces if they are missing or outdated."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # hard rule: no traffic off this machine
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"  # the same for Humble (Jazzy honours it too; Kilted ignores it)
+    os.environ["CONVERSEG_ROS_DISTRO"] = DISTRO  # scripts/build_interfaces.sh below builds this distro's install
     os.environ.setdefault("CONVERSEG_TEST_DOMAIN", str(os.getpid() % 100 + 1))
     os.environ["ROS_DOMAIN_ID"] = os.environ["CONVERSEG_TEST_DOMAIN"]
     if "CONVERSEG_TEST_ROS_LOG" not in os.environ:
@@ -33,9 +41,10 @@ def setup() -> None:
     os.environ["ROS_LOG_DIR"] = os.environ["ROS_HOME"] = os.environ["CONVERSEG_TEST_ROS_LOG"]
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    subprocess.run(
-        ["bash", str(REPO / "scripts" / "build_interfaces.sh")], check=True, stdout=subprocess.DEVNULL
-    )
+    if not INSTALLED:
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "build_interfaces.sh")], check=True, stdout=subprocess.DEVNULL
+        )
     _prepend("AMENT_PREFIX_PATH", sys.prefix)
     _prepend("AMENT_PREFIX_PATH", str(INSTALL))
     _prepend("LD_LIBRARY_PATH", str(INSTALL / "lib"))  # read by rcpputils when loading typesupports

@@ -16,6 +16,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.msgs.image_codec import decode, encode
 from converseg_ros.srv import Segment
@@ -121,7 +122,7 @@ class Harness:
             lambda: (
                 self.image_pub.get_subscription_count()
                 and self.query_pub.get_subscription_count()
-                and self.results.sub.get_publisher_count()
+                and publisher_count(ros, self.results.sub)
             ),
             20.0,
         )

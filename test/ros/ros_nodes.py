@@ -59,9 +59,12 @@ class NodeProcess:
             os.killpg(self.proc.pid, signal.SIGINT)
             try:
                 self.proc.wait(20)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a hang: its threads' stacks go to the log, then kill it
+                os.kill(self.proc.pid, signal.SIGUSR1)
+                time.sleep(1.0)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+                print(f"converseg_node did not exit within 20 s of SIGINT:\n{self.log_path.read_text()[-8000:]}")
         self._log.close()
         return self.proc.returncode
 

@@ -25,9 +25,10 @@ from converseg_ros.ros.tools.launch_support import (
     normalize_namespace,
     rviz2_missing,
     rviz_layout_for,
+    rviz_layout_for_cameras,
     write_rviz_layout,
 )
-from converseg_ros.ros.tools.node_command import FASTDDS_PROFILE, node_command
+from converseg_ros.ros.tools.node_command import FASTDDS_PROFILE, node_command, node_env
 
 LAYOUT = REPO / "rviz" / "converseg.rviz"
 NO_LAUNCH = (
@@ -54,6 +55,25 @@ def test_rviz_layout_follows_the_namespace(namespace: str, prefix: str, tmp_path
     assert normalize_namespace(namespace) == prefix
 
 
+def test_rviz_layout_per_camera_and_removed_at_exit(tmp_path: Path) -> None:
+    """cameras:=head,wrist: one overlay/mask/markers set per camera under <namespace>/<camera>/, the rest once;
+    the temporary layout is gone when the (launch) process that wrote it exits."""
+    text = rviz_layout_for_cameras(LAYOUT.read_text(), "/robot", ["head", "wrist"])
+    displays = yaml.safe_load(text)["Visualization Manager"]["Displays"]
+    assert rviz_topics(text) == {f"/robot/{c}/{t}" for c in ("head", "wrist") for t in ("overlay", "mask", "markers")}
+    names = [d["Name"] for d in displays]
+    assert len(names) == len(set(names)) == 7 and "ConverSeg overlay (wrist)" in names and "Camera frame" in names
+    assert set(yaml.safe_load(text)["Window Geometry"]) >= {"ConverSeg overlay (head)", "ConverSeg mask (wrist)"}
+    assert rviz_layout_for_cameras(LAYOUT.read_text(), "/robot", [""]) == rviz_layout_for(LAYOUT.read_text(), "/robot")
+    code = (
+        "from pathlib import Path\nfrom converseg_ros.ros.tools.launch_support import write_rviz_layout\n"
+        f"print(write_rviz_layout(Path({str(LAYOUT)!r}), 'robot', ['head', 'wrist']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    written = Path(out.stdout.strip())
+    assert written.name == "converseg.rviz" and not written.exists() and not written.parent.exists()
+
+
 def test_rviz2_found_through_the_ament_index_like_launch_ros(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """A prefix that registers rviz2 but lacks the executable, then one that has it, then none at all."""
     prefix = tmp_path / "opt_ros"
@@ -70,12 +90,24 @@ def test_rviz2_found_through_the_ament_index_like_launch_ros(tmp_path: Path, mon
     assert "not installed" in rviz2_missing()
 
 
-def test_fastdds_profile_choice() -> None:
-    shipped = Path("/share/converseg_ros/config/fastdds_large_frames.xml")
-    assert fastdds_profile_env("", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": str(shipped)}
-    assert fastdds_profile_env("", shipped, {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}  # yours wins
-    assert fastdds_profile_env("none", shipped, {}) == {}
-    assert fastdds_profile_env("/x.xml", shipped, {}) == {"FASTDDS_DEFAULT_PROFILES_FILE": "/x.xml"}
+def test_fastdds_profile_choice(tmp_path: Path) -> None:
+    """The launch argument fastdds_profile -> the node's environment: both Fast DDS variables, and the choice."""
+    config = REPO / "config"
+    local, network = str(config / "fastdds_large_frames.xml"), str(config / "fastdds_large_frames_network.xml")
+    both = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    localhost = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    auto = {"CONVERSEG_FASTDDS_PROFILE": "auto"}
+    assert fastdds_profile_env("", config, localhost) == {**auto, **dict.fromkeys(both, local)}
+    assert fastdds_profile_env("auto", config, {}) == {**auto, **dict.fromkeys(both, network)}
+    mine = tmp_path / "mine.xml"
+    mine.write_text("<dds/>")
+    for name in both:  # yours wins, whichever variable names it, and then names it for both Fast DDS versions
+        assert fastdds_profile_env("", config, {name: str(mine)}) == {**auto, **dict.fromkeys(both, str(mine))}
+    assert fastdds_profile_env("none", config, {both[0]: str(mine)}) == {"CONVERSEG_FASTDDS_PROFILE": "none"}
+    assert fastdds_profile_env("network", config, localhost)[both[1]] == network
+    assert fastdds_profile_env(str(mine), config, {})[both[0]] == str(mine)
+    with pytest.raises(ValueError, match="no such file"):
+        fastdds_profile_env("/no/such.xml", config, {})
 
 
 @pytest.mark.timeout(150)
@@ -288,4 +320,8 @@ def test_launch_killed_with_sigterm_leaves_no_node(tmp_path: Path) -> None:
 
 
 def test_shipped_profile_is_the_one_the_node_gets() -> None:
+    """node_env() (demo, benches, tests) gives the node what the launch file gives it."""
     assert FASTDDS_PROFILE == REPO / "config" / "fastdds_large_frames.xml" and FASTDDS_PROFILE.is_file()
+    env = node_env({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == env["FASTRTPS_DEFAULT_PROFILES_FILE"] == str(FASTDDS_PROFILE)
+    assert env["MALLOC_ARENA_MAX"] == "2" and env["CONVERSEG_FASTDDS_PROFILE"] == "auto"

@@ -16,6 +16,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from converseg_ros.msg import SegmentationQuery, SegmentationResult
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.ros.msgs import qos
 from converseg_ros.srv import Segment
 
@@ -41,7 +42,7 @@ class Cameras:
             ros,
             lambda: all(p.get_subscription_count() for p in self.image.values())
             and self.query_pub.get_subscription_count()
-            and all(r.sub.get_publisher_count() for r in self.results.values()),
+            and all(publisher_count(ros, r.sub) for r in self.results.values()),
             20.0,
         )
         for camera in CAMERAS:  # image_reliability: auto follows our reliable publishers
@@ -196,3 +197,27 @@ def test_per_camera_diagnostics(cams) -> None:  # noqa: ANN001
     assert keys["cameras"] == "fast,slow_a,slow_b" and "pending_jobs" in keys
     per_camera = sum(int(camera_diagnostics(h.diagnostics.items, status(c))["frames_received"]) for c in CAMERAS)
     assert 0 <= per_camera - int(keys["frames_received"]) <= 5  # (read one after the other in one message)
+
+
+def test_query_tool_without_camera_addresses_every_camera(cams) -> None:  # noqa: ANN001
+    """converseg-query on a multi-camera node without --camera: --stop goes to every camera at once, and a
+    --publish --once query is answered (and printed) once per camera; --save-overlay names the choices."""
+    import subprocess
+    import sys
+
+    c, _ = cams
+    tool = [sys.executable, "-m", "converseg_ros.ros.tools.client", "--namespace", NS, "--wait-service", "20"]
+    start = time.monotonic()
+    stop = subprocess.run(tool + ["", "--stop", "--id", "cup"], capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 0 and "stop sent for query cup" in stop.stdout, stop.stdout + stop.stderr
+    assert time.monotonic() - start < 20.0
+    once = subprocess.Popen(tool + ["the cup", "--publish", "--once", "--id", "cli_all", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert spin_until(c.ros, lambda: all(c.answered(cam, "cli_all") for cam in CAMERAS) or once.poll() is not None,
+                      60.0, step=lambda: [c.send(cam, f"cli_{cam}") for cam in CAMERAS])
+    out, _ = once.communicate(timeout=60)
+    assert once.returncode == 0, out
+    assert all(f"camera: {cam}" in out for cam in CAMERAS), out
+    overlay = subprocess.run(tool + ["the cup", "--publish", "--save-overlay", "/tmp/never.png"],
+                             capture_output=True, text=True, timeout=60)
+    assert overlay.returncode == 2 and "needs --camera: this node has cameras fast, slow_a, slow_b" in overlay.stderr

@@ -17,6 +17,7 @@ from ros_nodes import NS
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.msgs.image_codec import decode
 from converseg_ros.srv import Segment
@@ -83,7 +84,7 @@ def test_overlay_is_drawn_only_while_someone_subscribes(h: Harness) -> None:
     assert spin_until(h.ros, lambda: h.ros.count_subscribers(overlay_topic) == 0, 10.0), "someone subscribes"
     masks = SequencedCollector(h.ros, f"{NS}/mask")
     overlays = SequencedCollector(h.ros, overlay_topic)
-    assert spin_until(h.ros, lambda: overlays.sub.get_publisher_count() and masks.sub.get_publisher_count(), 10.0)
+    assert spin_until(h.ros, lambda: publisher_count(h.ros, overlays.sub) and publisher_count(h.ros, masks.sub), 10.0)
     spin_for(h.ros, 0.5)  # the node's writer matches our reader too
     h.send_query("ov", "the cup")
     h.send_image("ov_first")
@@ -102,7 +103,7 @@ def test_overlay_is_drawn_only_while_someone_subscribes(h: Harness) -> None:
         answered(h, "ov", f"ov_unwatched_{k}")
 
     overlays = SequencedCollector(h.ros, overlay_topic)
-    assert spin_until(h.ros, lambda: overlays.sub.get_publisher_count(), 10.0)
+    assert spin_until(h.ros, lambda: publisher_count(h.ros, overlays.sub), 10.0)
     spin_for(h.ros, 0.5)
     h.send_image("ov_second")
     answered(h, "ov", "ov_second")
@@ -134,7 +135,7 @@ def test_overlay_alpha_sets_the_tint_opacity(h: Harness) -> None:
     """overlay_alpha (set at run time): masked pixels are the camera image tinted at that opacity, the
     others untouched (outside the banner, contours, boxes and labels, which cover a few per cent)."""
     overlays = SequencedCollector(h.ros, f"{NS}/overlay")
-    assert spin_until(h.ros, lambda: overlays.sub.get_publisher_count(), 10.0)
+    assert spin_until(h.ros, lambda: publisher_count(h.ros, overlays.sub), 10.0)
     spin_for(h.ros, 0.5)
     h.send_query("alpha", "the cup")
     try:

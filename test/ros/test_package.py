@@ -44,7 +44,7 @@ def test_generated_messages_and_own_modules_import_together() -> None:
 def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
     """CONVERSEG_INSTALL_PYTHON_SOURCES=ON (colcon's default): sources, launch/config/rviz/models and the
     node executables are installed; the installed package imports without the source tree."""
-    from ros_env import SITE
+    from ros_env import INSTALL, SITE
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["AMENT_PREFIX_PATH"] = sys.prefix
@@ -70,7 +70,7 @@ def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
     for cmd in steps:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    site = prefix / SITE.relative_to(REPO / "install")
+    site = prefix / SITE.relative_to(INSTALL)
     share = prefix / "share" / "converseg_ros"
     for path in [
         site / "converseg_ros" / "ros" / "node.py",
@@ -86,8 +86,10 @@ def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
         assert path.exists(), path
     assert os.access(prefix / "lib" / "converseg_ros" / "converseg_node", os.X_OK)
     # -S: no site-packages .pth files, so the editable source tree is out of reach; only the install is.
+    # (The ROS packages and PyYAML: one site-packages for Kilted; Jazzy's venv shares PyYAML from Kilted's.)
+    ros_site = str(Path(importlib.util.find_spec("rclpy").origin).parents[1])
     code = (
-        f"import sys; sys.path[:0] = [{str(site)!r}, {str(Path(yaml.__file__).parents[1])!r}]\n"
+        f"import sys; sys.path[:0] = [{str(site)!r}, {ros_site!r}, {str(Path(yaml.__file__).parents[1])!r}]\n"
         "import converseg_ros, converseg_ros.ros.params\n"
         "from converseg_ros.msg import SegmentationResult\n"
         "assert converseg_ros.__path__ == [sys.path[0] + '/converseg_ros'], converseg_ros.__path__\n"

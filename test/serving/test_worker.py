@@ -4,6 +4,7 @@ once-query answered exactly once (refused, expired, deactivated)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -24,8 +25,13 @@ class FlakyEngine(ConverSegEngine):
     def __init__(self, real: ConverSegEngine) -> None:
         super().__init__(real.net)
         self.oom = 0
+        self.entered = threading.Event()  # set when an encoding starts
+        self.proceed: threading.Event | None = None  # when set to an Event: encodings wait for it
 
     def encode_frame(self, image: np.ndarray):  # noqa: ANN201
+        self.entered.set()
+        if self.proceed is not None:
+            assert self.proceed.wait(20.0)
         if self.oom > 0:
             self.oom -= 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -154,3 +160,25 @@ def test_every_waiting_query_is_answered_when_the_model_stops_and_while_none_is_
     rig.put("a", photo(64), "a0")
     assert again.done.wait(30) and again.outcome.error is None
     worker.stop()
+
+
+def test_only_frames_replaced_before_the_worker_took_them_count_as_dropped(tiny_engine) -> None:  # noqa: ANN001
+    """frames_dropped_overwritten: the frame being encoded is not dropped when a newer one arrives; a frame
+    replaced while it waited is."""
+    engine = FlakyEngine(tiny_engine)
+    engine.proceed = threading.Event()
+    rig = Rig(engine, [""], WorkerSettings(max_image_age_s=0.0), count=False)
+    slot = rig.worker.feed("").slot
+    try:
+        rig.worker.set_continuous(Query("c", "the cup", time.time_ns()))
+        rig.put("", photo(96), "1")  # taken by the worker, which then waits in encode
+        assert engine.entered.wait(20.0)
+        rig.put("", photo(96), "2")  # arrives while 1 is encoded
+        assert slot.counts().overwritten == 0  # 1 was taken, not dropped
+        rig.put("", photo(96), "3")  # replaces 2, which the worker never took
+        assert slot.counts().overwritten == 1
+        engine.proceed.set()
+        rig.wait(lambda b: len(b) >= 2)
+    finally:
+        engine.proceed.set()
+        rig.worker.stop()

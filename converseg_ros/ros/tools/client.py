@@ -24,6 +24,7 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from converseg_ros.ros.compat import publisher_count
 from converseg_ros.ros.msgs import qos
 from converseg_ros.ros.msgs.image_codec import decode, encode
 from converseg_ros.ros.msgs.interfaces import Segment, SegmentationQuery, SegmentationResult
@@ -35,17 +36,47 @@ class ConverSegClient:
     def __init__(self, node: Node, namespace: str = "", camera: str = "") -> None:
         """``camera``: results and overlays are read from that camera's topics (``<namespace>/<camera>/``)."""
         self.node = node
-        prefix = namespace.rstrip("/") + "/" if namespace else ""
+        self._prefix = prefix = namespace.rstrip("/") + "/" if namespace else ""
         outputs = f"{prefix}{camera}/" if camera else prefix
         self._segment = node.create_client(Segment, f"{prefix}segment")
         self._query_pub = node.create_publisher(SegmentationQuery, f"{prefix}query", qos.command_qos())
         self._results: list[SegmentationResult] = []
         self._overlays: list[Image] = []
-        self._result_sub = node.create_subscription(
-            SegmentationResult, f"{outputs}result", self._results.append, qos.output_qos(qos.CLIENT_RESULT_DEPTH)
-        )
+        self._result_subs = {camera: self._subscribe_results(camera)}
         self._overlay_topic = f"{outputs}overlay"
         self._overlay_sub: Any = None
+
+    def _subscribe_results(self, camera: str) -> Any:
+        topic = f"{self._prefix}{camera}/result" if camera else f"{self._prefix}result"
+        return self.node.create_subscription(
+            SegmentationResult, topic, self._results.append, qos.output_qos(qos.CLIENT_RESULT_DEPTH)
+        )
+
+    def node_cameras(self, timeout_s: float = 10.0) -> list[str]:
+        """The node's cameras, from the graph: ``[""]`` for one unnamed camera, else their names (sorted);
+        [] when no node answers on the query topic within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        result_type = "converseg_ros/msg/SegmentationResult"
+        while time.monotonic() < deadline:
+            if self._query_pub.get_subscription_count():
+                found = []
+                for name, types in self.node.get_topic_names_and_types():
+                    rest = name[len(self._prefix) :] if name.startswith(self._prefix) else ""
+                    ours = rest == "result" or rest.count("/") == 1 and rest.endswith("/result")
+                    if ours and result_type in types and self.node.get_publishers_info_by_topic(name):
+                        found.append(rest[: -len("result")].rstrip("/"))  # (our own subscription is no camera)
+                if found:
+                    return sorted(found)
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return []
+
+    def follow(self, cameras: list[str]) -> None:
+        """Read the results of ``cameras`` (e.g. every camera of the node for a query to all of them) instead."""
+        for camera in set(self._result_subs) - set(cameras):
+            self.node.destroy_subscription(self._result_subs.pop(camera))
+        for camera in cameras:
+            if camera not in self._result_subs:
+                self._result_subs[camera] = self._subscribe_results(camera)
 
     def wait_for_service(self, timeout_s: float = 10.0) -> bool:
         """True once the node's segment service is reachable."""
@@ -92,11 +123,14 @@ class ConverSegClient:
         self._query_pub.publish(msg)
         return msg
 
-    def wait_for_topics(self, timeout_s: float = 10.0) -> bool:
-        """True once the node subscribes to our queries and we subscribe to its results (discovery done)."""
+    def wait_for_topics(self, timeout_s: float = 10.0, results: bool = True) -> bool:
+        """True once the node subscribes to our queries and (with ``results``) we receive every followed
+        camera's results (discovery done)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._query_pub.get_subscription_count() and self._result_sub.get_publisher_count():
+            if self._query_pub.get_subscription_count() and (
+                not results or all(publisher_count(self.node, sub) for sub in self._result_subs.values())
+            ):
                 return True
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return False
@@ -109,12 +143,15 @@ class ConverSegClient:
             )
 
     def wait_for_result(
-        self, query_id: str = "", text: str = "", timeout_s: float = 30.0
+        self, query_id: str = "", text: str = "", timeout_s: float = 30.0, camera: str | None = None
     ) -> SegmentationResult:
-        """First result for ``query_id`` (or, when the node assigned the id, for ``text``)."""
+        """First result for ``query_id`` (or, when the node assigned the id, for ``text``), from ``camera``
+        if given."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for result in self._results:
+                if camera is not None and result.camera != camera:
+                    continue
                 if (query_id and result.query_id == query_id) or (not query_id and result.query == text):
                     self._results.remove(result)
                     return result
@@ -217,6 +254,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _publish(client: ConverSegClient, args: argparse.Namespace) -> int:
+    """``--publish``: send the query (to ``--camera``, or to every camera of the node) and print the first
+    result of each camera it went to; exit 1 when one failed."""
+    cameras = [args.camera] if args.camera else client.node_cameras(args.wait_service)
+    if not cameras:
+        print(f"converseg_node not found under {args.namespace!r}", file=sys.stderr)
+        return 2
+    if args.save_overlay and len(cameras) > 1:
+        print(f"--save-overlay needs --camera: this node has cameras {', '.join(cameras)}", file=sys.stderr)
+        return 2
+    client.follow(cameras)
+    if args.save_overlay:
+        client.watch_overlay()
+    if not client.wait_for_topics(args.wait_service):
+        print(f"converseg_node not found under {args.namespace!r}", file=sys.stderr)
+        return 2
+    qid = args.id or f"cli-{int(time.time() * 1000) % 10**8}"
+    mode = SegmentationQuery.MODE_TRACK if args.track else None
+    client.publish_query(args.query, once=args.once, query_id=qid, mode=mode, camera=args.camera)
+    deadline = time.monotonic() + (args.timeout or 60.0)
+    ok = True
+    for camera in cameras:
+        result = client.wait_for_result(qid, timeout_s=max(0.1, deadline - time.monotonic()), camera=camera)
+        print(describe(result) + (f"\n  camera: {camera}" if camera else ""))
+        ok = ok and result.success
+    if args.save_overlay:
+        overlay = client.wait_for_overlay(result.header)
+        if overlay is None:
+            print("no overlay received", file=sys.stderr)
+        else:
+            save_rgb(overlay, args.save_overlay)
+            print(f"  overlay: {args.save_overlay}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """``converseg-query``: print the result of one query (exit 1 when it failed)."""
     from rclpy.utilities import remove_ros_args
@@ -231,25 +303,16 @@ def main(argv: list[str] | None = None) -> int:
             from converseg_ros.ros.tools.swap import swap_model
 
             return swap_model(node, args.namespace, args.swap, args.timeout or 300.0, args.wait_service)
-        if args.stop:
-            if not args.id or not client.wait_for_topics(args.wait_service):
+        if args.stop:  # (a stop without --camera stops the query on every camera)
+            if not args.id or not client.wait_for_topics(args.wait_service, results=False):
                 print("--stop needs --id and a running converseg_node", file=sys.stderr)
                 return 2
             client.publish_query("", query_id=args.id, mode=SegmentationQuery.MODE_STOP, camera=args.camera)
             time.sleep(0.5)  # let the reliable publisher deliver it before the process exits
-            print(f"stop sent for query {args.id}")
+            print(f"stop sent for query {args.id}" + (f" on camera {args.camera}" if args.camera else ""))
             return 0
         if args.publish:
-            if args.save_overlay:
-                client.watch_overlay()
-            if not client.wait_for_topics(args.wait_service):
-                print(f"converseg_node not found under {args.namespace!r}", file=sys.stderr)
-                return 2
-            qid = args.id or f"cli-{int(time.time() * 1000) % 10**8}"
-            mode = SegmentationQuery.MODE_TRACK if args.track else None
-            client.publish_query(args.query, once=args.once, query_id=qid, mode=mode, camera=args.camera)
-            result = client.wait_for_result(qid, timeout_s=args.timeout or 60.0)
-            overlay = client.wait_for_overlay(result.header) if args.save_overlay else None
+            return _publish(client, args)
         else:
             if not client.wait_for_service(args.wait_service):
                 print(f"segment service not available under {args.namespace!r}", file=sys.stderr)

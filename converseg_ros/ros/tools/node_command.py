@@ -8,6 +8,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from converseg_ros import dds_profile
+from converseg_ros.ros.tools.launch_support import fastdds_profile_env
+
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 DEFAULT_PARAMS_FILE = CONFIG / "segment.yaml"
 FASTDDS_PROFILE = CONFIG / "fastdds_large_frames.xml"
@@ -36,10 +39,11 @@ def node_command(
 
 
 def node_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) plus what the node process needs: the shipped Fast DDS
-    profile, so large best-effort camera frames arrive (unless a profile is already chosen), and fewer glibc
-    malloc arenas (flat memory under load; docs/ros.md)."""
+    """``base`` (default: this process's environment) plus what the launch file gives the node: the Fast DDS
+    profile (both variables; CONVERSEG_FASTDDS_PROFILE or ``auto``: the one matching the discovery range,
+    unless one is already named, see :mod:`converseg_ros.dds_profile`), so large best-effort camera frames
+    arrive, and fewer glibc malloc arenas (flat memory under load; docs/ros.md)."""
     env = dict(os.environ if base is None else base)
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+    env.update(fastdds_profile_env(env.get(dds_profile.CHOICE_VARIABLE, ""), CONFIG, env))
     env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
