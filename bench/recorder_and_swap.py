@@ -25,28 +25,9 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-
-@dataclass
-class Stamp:
-    sec: int = 0
-    nanosec: int = 0
-
-
-@dataclass
-class Header:
-    frame_id: str = "bench"
-    stamp: Stamp = field(default_factory=Stamp)
-
-
-@dataclass
-class FrameMsg:
-    rgb: np.ndarray
-    header: Header = field(default_factory=Header)
 
 
 def photo(size: tuple[int, int]) -> np.ndarray:
@@ -61,6 +42,7 @@ class Bench:
         from converseg_ros.serving.book import QueryBook
         from converseg_ros.serving.camera import CameraFeed
         from converseg_ros.serving.model import ModelRequest
+        from converseg_ros.serving.plain_frame import decode
         from converseg_ros.serving.recording.recorder import HardCaseRecorder
         from converseg_ros.serving.recording.settings import RecordSettings
         from converseg_ros.serving.settings import WorkerSettings
@@ -75,7 +57,7 @@ class Bench:
         self.recording = False
         self.recorder = HardCaseRecorder(RecordSettings(True, str(root / "records"), min_score=1.01,
                                                         min_interval_s=0.0, chunk_s=5.0))
-        self.worker = InferenceWorker([CameraFeed("")], QueryBook([""]), lambda msg: msg.rgb, self._publish,
+        self.worker = InferenceWorker([CameraFeed("")], QueryBook([""]), decode, self._publish,
                                       WorkerSettings(max_image_age_s=0.0))
         self.keeper = ModelKeeper(self.worker, self.reports.append, warmup=True)
         opts = {"device": args.device, "precision": args.precision}
@@ -88,11 +70,13 @@ class Bench:
         self._camera.start()
 
     def _run_camera(self) -> None:
+        from converseg_ros.serving.plain_frame import Header, PlainFrame, Stamp
+
         seq = 0
         while not self._stop.wait(1.0 / self.rate):
             seq += 1
             now = time.time_ns()
-            msg = FrameMsg(self.rgb, Header(f"f{seq}", Stamp(*divmod(now, 1_000_000_000))))
+            msg = PlainFrame(self.rgb, Header(f"f{seq}", Stamp.from_ns(now)))
             self.worker.feed("").slot.put(msg, now, now)
 
     def _publish(self, batch) -> None:  # noqa: ANN001 - the node's publishing thread

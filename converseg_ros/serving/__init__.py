@@ -18,5 +18,6 @@ the node (``ros/``) converts messages and calls it.
 | ``status.py`` | ``ServingStatus``: a consistent snapshot for diagnostics |
 | ``model.py`` | ``ModelRequest`` (preset, release folder, files; its label) -> ``check_model``, ``load_engine`` |
 | ``swap.py`` | ``ModelKeeper``: the served model, swapped while serving (both/pause), memory, the gap |
+| ``plain_frame.py`` | ``PlainFrame`` and its ``decode``: camera frames without ROS (benchmarks, tests, other stacks) |
 | ``recording/`` | the hard-case recorder: judge, own thread, rate limit, flags, budget, rosbag2/MCAP or folders |
 """

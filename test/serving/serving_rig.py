@@ -8,14 +8,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from converseg_ros.engine import ConverSegEngine
-from converseg_ros.errors import ImageError
 from converseg_ros.serving.book import QueryBook
 from converseg_ros.serving.camera import CameraFeed
+from converseg_ros.serving.plain_frame import Header, PlainFrame, decode
 from converseg_ros.serving.queries import Batch
 from converseg_ros.serving.settings import CameraSettings, Clocks, WorkerSettings
 from converseg_ros.serving.worker import InferenceWorker
@@ -31,36 +30,8 @@ def photo(width: int = 160, name: str = "coffee") -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA))
 
 
-@dataclass
-class Stamp:
-    sec: int = 0
-    nanosec: int = 0
-
-
-@dataclass
-class Header:
-    frame_id: str = ""
-    stamp: Stamp = field(default_factory=Stamp)
-
-
-@dataclass
-class FrameMsg:
-    """What a camera callback would store: a header and the pixels (never decoded by the callback)."""
-
-    rgb: np.ndarray
-    header: Header = field(default_factory=Header)
-    encoding: str = "rgb8"
-
-
-def decode(msg: FrameMsg) -> np.ndarray:
-    """The worker's decode: RGB pixels, or ImageError for an encoding it does not know."""
-    if msg.encoding != "rgb8":
-        raise ImageError(f"unsupported image encoding {msg.encoding!r}")
-    return msg.rgb
-
-
-def frame(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8") -> FrameMsg:
-    return FrameMsg(rgb, Header(frame_id), encoding)
+def frame(rgb: np.ndarray, frame_id: str, encoding: str = "rgb8") -> PlainFrame:
+    return PlainFrame(rgb, Header(frame_id), encoding)
 
 
 class CountingEngine(ConverSegEngine):

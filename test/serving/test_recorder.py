@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from converseg_ros.engine.core import SegmentationOutput
 from converseg_ros.regions import Region
 from converseg_ros.serving.frame_slot import Frame
+from converseg_ros.serving.plain_frame import Header, PlainFrame
 from converseg_ros.serving.queries import MODE_CONTINUOUS, MODE_TRACK, Batch, Outcome, Query
 from converseg_ros.serving.recording import bag
 from converseg_ros.serving.recording.judge import HardCaseJudge, mask_iou
@@ -35,21 +35,8 @@ H, W = 48, 64
 T0 = 1_700_000_000 * 10**9
 
 
-@dataclass
-class Stamp:
-    sec: int = 0
-    nanosec: int = 0
-
-
-@dataclass
-class Header:
-    frame_id: str = "cam_optical"
-    stamp: Stamp = field(default_factory=Stamp)
-
-
-@dataclass
-class Msg:
-    header: Header = field(default_factory=Header)
+def Msg() -> PlainFrame:  # noqa: N802 - a frame message as the node stores it (no pixels needed)
+    return PlainFrame(header=Header("cam_optical"))
 
 
 class FakeClock:
