@@ -17,7 +17,8 @@ from ros_helpers import spin_until
 from std_msgs.msg import String
 
 from converseg_ros import dds_profile
-from converseg_ros.ros import compat, qos
+from converseg_ros.ros import compat
+from converseg_ros.ros.msgs import qos
 
 
 def test_event_callbacks_come_from_qos_event_on_humble(monkeypatch: pytest.MonkeyPatch) -> None:

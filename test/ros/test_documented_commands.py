@@ -17,8 +17,8 @@ import pytest
 from ros_env import INSTALL, REPO
 
 from converseg_ros.cli import segment as segment_cli
-from converseg_ros.ros import client, replay
 from converseg_ros.ros.params import NodeConfig
+from converseg_ros.ros.tools import client, replay
 
 DOCS = (REPO / "README.md", REPO / "docs" / "ros.md")
 ROS2_RUN = {"converseg_node": "node", "converseg_query": "query", "camera_replay": "replay",
