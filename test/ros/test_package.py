@@ -4,6 +4,7 @@ manifest, launch file, params YAML and RViz layout are valid."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import os
 import subprocess
@@ -48,7 +49,10 @@ def test_colcon_style_install_is_self_contained(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["AMENT_PREFIX_PATH"] = sys.prefix
-    numpy_inc = next(Path.home().glob(".cache/converseg_ros/numpy-include-*"), None)
+    # the NumPy include link scripts/build_interfaces.sh made for this venv (named by the venv's path)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "converseg_ros"
+    tag = hashlib.sha256((os.environ["VIRTUAL_ENV"] + "\n").encode()).hexdigest()[:12]
+    numpy_inc = cache / f"numpy-include-{tag}" if (cache / f"numpy-include-{tag}").exists() else None
     extra = [f"-DPython3_NumPy_INCLUDE_DIR={numpy_inc}"] if numpy_inc else []
     prefix = tmp_path / "install"
     steps = [

@@ -31,6 +31,7 @@ from converseg_ros.serving.recording.judge import Finding, HardCaseJudge, answer
 from converseg_ros.serving.recording.settings import FLAG, VERDICTS, Record, RecordSettings
 
 QUEUE_BATCHES = 8  # batches waiting to be judged; more: the oldest is dropped (counted)
+BUDGET_SCAN_S = 1.0  # the records folder's closed units are counted again at most this often
 TICK_S = 0.25  # how often an idle recorder checks whether its open chunk is due to close
 MAX_FLAG_NOTE = 500
 
@@ -82,6 +83,8 @@ class HardCaseRecorder:
         self._seq = 0
         self._last_record_at: float | None = None
         self._recorded: collections.OrderedDict[tuple, str] = collections.OrderedDict()  # frame -> record id
+        self._closed_bytes: tuple[float, int] | None = None  # (when counted, bytes of the closed units)
+        self._open_seen = 0  # the open chunk's bytes after the last write
 
     # -- any thread ----------------------------------------------------------------------------------
     def start(self, settings: RecordSettings | None = None) -> None:
@@ -151,6 +154,7 @@ class HardCaseRecorder:
 
     # -- the recorder's thread -----------------------------------------------------------------------
     def _loop(self) -> None:
+        _lower_own_priority()
         try:
             while True:
                 with self._cond:
@@ -266,10 +270,22 @@ class HardCaseRecorder:
         needed = record.rgb.nbytes + 4096
         if session.open_bytes and session.open_bytes + needed > s.max_bytes:
             session.close_chunk()  # (so that the budget can drop it)
-        module = bag if s.format == "mcap" else folder
-        dropped = make_room(module.units(s.root), module.drop, session.open_bytes, needed, s.max_bytes)
-        self._count(dropped_budget=dropped)
-        session.write(record, self._clock())
+        now = self._clock()
+        closed = self._closed_bytes if session.open_bytes >= self._open_seen else None  # (None: a chunk closed)
+        # The folder is scanned at most every BUDGET_SCAN_S (other runs may write there too) or when this
+        # record might not fit by the last count: no directory walk for every record.
+        if closed is None or now - closed[0] >= BUDGET_SCAN_S or closed[1] + session.open_bytes + needed > s.max_bytes:
+            module = bag if s.format == "mcap" else folder
+            units = module.units(s.root)
+            dropped = make_room(units, module.drop, session.open_bytes, needed, s.max_bytes)
+            self._count(dropped_budget=dropped)
+            kept = sorted(units, key=lambda u: u.key)[dropped:]
+            self._closed_bytes = (now, sum(u.bytes for u in kept))
+        before = session.open_bytes
+        session.write(record, now)
+        if session.open_bytes < before + record.rgb.nbytes:  # a chunk (or a folder record) closed: count again
+            self._closed_bytes = None
+        self._open_seen = session.open_bytes
 
     def _open_session(self) -> None:
         s = self.settings
@@ -280,6 +296,7 @@ class HardCaseRecorder:
         self._session = (bag.McapSession(s.root, name, s.chunk_s, max(1, s.max_bytes // 4)) if s.format == "mcap"
                          else folder.FolderSession(s.root, name))
         self._seq = 0
+        self._closed_bytes, self._open_seen = None, 0
         with self._cond:
             self._status = replace(self._status, session=str(self._session.path))
 
@@ -308,3 +325,14 @@ class HardCaseRecorder:
             if last_error is not None:
                 values["last_error"] = last_error
             self._status = replace(self._status, **values)
+
+
+RECORDER_NICE = 10  # below the inference thread: on a busy CPU the model gets the cores, records wait
+
+
+def _lower_own_priority() -> None:
+    """Give the calling thread a lower CPU priority (Linux: threads have their own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RECORDER_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: keep the default priority
+        pass
