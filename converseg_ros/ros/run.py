@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import signal
 import threading
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
 from converseg_ros.ros.node import EXECUTOR_THREADS, ConverSegNode
+from converseg_ros.serving.queries import clip
 
 # On SIGINT/SIGTERM, wait this long for a running inference before leaving it to the process exit (ros2
 # launch escalates to SIGTERM after 5 s, then SIGKILL).
@@ -58,7 +61,9 @@ def main(args: list[str] | None = None, startup_log: Sequence[str] = ()) -> int:
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal("activation failed (see above); exiting")
                 return 3
-        spinner = threading.Thread(target=_spin, args=(executor, stopping), name="converseg-executor")
+        spinner = threading.Thread(
+            target=_spin, args=(executor, stopping, node.get_logger()), name="converseg-executor"
+        )
         spinner.start()
         stopping.wait()
     except ShutdownRequested as exc:
@@ -70,10 +75,34 @@ def main(args: list[str] | None = None, startup_log: Sequence[str] = ()) -> int:
     return 0
 
 
-def _spin(executor: MultiThreadedExecutor, stopping: threading.Event) -> None:
-    """Executor loop of the spinner thread; returns within 0.2 s of ``stopping``."""
+def _spin(executor: MultiThreadedExecutor, stopping: threading.Event, logger: Any) -> None:
+    """Executor loop of the spinner thread; returns within 0.2 s of ``stopping``. A callback's exception
+    (rclpy re-raises it from ``spin_once``) is logged and spinning goes on: one failed callback must not
+    leave the node deaf to every later query, call and transition (as it did on Jazzy, whose executor
+    raises InvalidHandle when an input is re-subscribed while it builds the wait set)."""
     while not stopping.is_set():
-        executor.spin_once(timeout_sec=0.2)
+        try:
+            executor.spin_once(timeout_sec=0.2)
+        except InvalidHandle as exc:
+            if not _building_wait_set(exc):  # (else: the next turn builds the wait set again)
+                _log_failure(logger, exc)
+        except Exception as exc:  # noqa: BLE001
+            _log_failure(logger, exc)
+
+
+def _building_wait_set(exc: BaseException) -> bool:
+    """Whether ``exc`` came from rclpy building its wait set (an entity destroyed meanwhile by a callback on
+    another executor thread: rclpy's race when an input is re-subscribed, e.g. ``image_reliability: auto``),
+    not from a callback."""
+    return any(frame.name == "_wait_for_ready_callbacks" for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def _log_failure(logger: Any, exc: BaseException) -> None:
+    """One failed callback in the log, with its traceback (bounded)."""
+    logger.error(
+        f"a callback failed: {type(exc).__name__}: {clip(str(exc), 500)}\n"
+        + clip("".join(traceback.format_exception(exc)), 4000)
+    )
 
 
 def _shut_down(

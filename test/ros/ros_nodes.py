@@ -54,6 +54,14 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def stacks(self, tail: int = 12000) -> str:
+        """Every thread's stack (SIGUSR1, the node's faulthandler) and the end of the log: for a failure
+        message when the node stops answering."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)
+        return self.output()[-tail:]
+
     def stop(self) -> int:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGINT)

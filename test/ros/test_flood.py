@@ -143,7 +143,7 @@ def test_a_flood_of_every_mode_is_answered_query_by_query(flood) -> None:  # noq
     answers = h.settle()
     rows = table(answers, entries)
     print("flood (active):", rows)
-    assert all(row["lost"] == 0 and row["twice"] == 0 for row in rows.values()), rows
+    assert all(row["lost"] == 0 and row["twice"] == 0 for row in rows.values()), (rows, node.stacks())
     assert rows["unknown camera"]["refused"] == rows["unknown camera"]["sent"] == 60
     assert rows["too long"]["refused"] == 60 and rows["once"]["answered"] > 0
     assert rows["stop"]["answered"] == 50 and rows["stop"]["refused"] == 10  # 10 named no track yet
@@ -151,7 +151,7 @@ def test_a_flood_of_every_mode_is_answered_query_by_query(flood) -> None:  # noq
 
 
 def test_queries_around_a_deactivation_and_while_inactive_are_answered(ros, flood) -> None:  # noqa: ANN001
-    h, _node = flood
+    h, node = flood
     ids = [f"d{k}" for k in range(150)]
     future = None
 
@@ -162,7 +162,7 @@ def test_queries_around_a_deactivation_and_while_inactive_are_answered(ros, floo
             future = h.change.call_async(request)
 
     h.flood([(qid, ONCE, "the cup", "") for qid in ids], during=deactivate_midway)
-    assert spin_until(ros, lambda: future.done(), 60.0) and future.result().success
+    assert spin_until(ros, lambda: future.done(), 60.0) and future.result().success, node.stacks()
     inactive = [f"i{k}" for k in range(50)]
     h.flood([(qid, ONCE) for qid in inactive])
     activate = h.change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE)))
@@ -174,7 +174,7 @@ def test_queries_around_a_deactivation_and_while_inactive_are_answered(ros, floo
             (("around deactivation", ids), ("while inactive", inactive), ("after activation", after))}
     print("flood (lifecycle):", rows)
     print("reasons:", collections.Counter(answers[q][0].message[:60] for q in ids if q in answers))
-    assert all(row["lost"] == 0 and row["twice"] == 0 for row in rows.values()), rows
+    assert all(row["lost"] == 0 and row["twice"] == 0 for row in rows.values()), (rows, node.stacks())
     messages = {answers[q][0].message for q in inactive}
     assert messages == {"refused: node inactive (model not loaded)"}, messages
     assert rows["after activation"]["answered"] > 0
