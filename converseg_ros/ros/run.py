@@ -55,12 +55,15 @@ def main(args: list[str] | None = None, startup_log: Sequence[str] = ()) -> int:
         executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         if node.cfg.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("configuration failed (see above); exiting")
-                return 2
-            if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("activation failed (see above); exiting")
-                return 3
+            for transition, step, code in (
+                (node.trigger_configure, "configuration", 2),
+                (node.trigger_activate, "activation", 3),
+            ):
+                if transition() != TransitionCallbackReturn.SUCCESS:
+                    if stopping.is_set():  # the signal broke it (e.g. mid-way through a library's cleanup)
+                        raise ShutdownRequested("signal during start-up")
+                    node.get_logger().fatal(f"{step} failed (see above); exiting")
+                    return code
         spinner = threading.Thread(
             target=_spin, args=(executor, stopping, node.get_logger()), name="converseg-executor"
         )

@@ -95,15 +95,23 @@ def recorded_bytes(records: Path) -> int:
     return total
 
 
-def kept(records: Path) -> list[dict]:
-    """Every record summary written so far (closed chunks of every session)."""
-    out = []
-    for session in sorted(p for p in records.iterdir() if p.is_dir()):
-        if (session / "metadata.yaml").exists():
-            from converseg_ros.data.robot_logs import iter_messages
+def kept(records: Path, tries: int = 3) -> list[dict]:
+    """Every record summary written so far (closed chunks of every session). The bag is live: a chunk the
+    budget drops between reading metadata.yaml and opening its file makes the read fail; read again then."""
+    from converseg_ros.data.robot_logs import RobotLogError, iter_messages
 
-            out += [json.loads(m.value) for m in iter_messages(session, [bag.META_TOPIC])]
-    return [m for m in out if "answers" in m]
+    for attempt in range(tries):
+        out = []
+        try:
+            for session in sorted(p for p in records.iterdir() if p.is_dir()):
+                if (session / "metadata.yaml").exists():
+                    out += [json.loads(m.value) for m in iter_messages(session, [bag.META_TOPIC])]
+        except RobotLogError:
+            if attempt == tries - 1:
+                raise
+            continue
+        return [m for m in out if "answers" in m]
+    raise AssertionError("unreachable")
 
 
 def test_each_reason_keeps_frames(ros, rec) -> None:  # noqa: ANN001

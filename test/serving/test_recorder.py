@@ -231,6 +231,43 @@ def test_budget_drops_the_oldest_and_holds(tmp_path: Path, monkeypatch) -> None:
     assert stamps[0] > T0 + 2 * 10**8  # the newest records stayed, the oldest went
 
 
+
+def test_dropping_chunks_never_lists_a_missing_file(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A reader of the live bag (the data engine on the records folder) finds every file metadata.yaml lists,
+    at every step of the budget's drops; the session folder goes with its last chunk."""
+    import yaml
+
+    clock = FakeClock()
+    root = tmp_path / "records"
+    rec = HardCaseRecorder(settings(tmp_path, chunk_s=0.5), clock=clock)
+    rec.start()
+    for seq in range(1, 13):
+        rec.offer(batch(seq, [Outcome(CUP, output=output(half(True), 0.01))]))
+        wait_for(lambda n=seq: rec.status().records == n)
+        clock.t += 0.1  # a chunk closes every 5 records
+    rec.stop()
+    (session,) = sessions(root)
+    chunks = bag.units(root)
+    assert len(chunks) >= 2
+    checks = []
+    real_unlink = Path.unlink
+
+    def unlink_then_check(self: Path, missing_ok: bool = False) -> None:
+        real_unlink(self, missing_ok=missing_ok)
+        meta = session / "metadata.yaml"
+        if meta.exists():
+            listed = yaml.safe_load(meta.read_text())["rosbag2_bagfile_information"]["relative_file_paths"]
+            checks.append([name for name in listed if not (session / name).exists()])
+
+    monkeypatch.setattr(Path, "unlink", unlink_then_check)
+    for unit in chunks[:-1]:
+        bag.drop(unit)
+        assert len(read_session(session, ["/record/image"])) > 0
+    bag.drop(chunks[-1])
+    monkeypatch.undo()
+    assert checks and all(missing == [] for missing in checks), checks
+    assert not session.exists()
+
 def test_a_recorder_behind_never_blocks_and_says_so(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     release = threading.Event()
     real = bag.McapSession.write

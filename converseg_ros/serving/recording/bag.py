@@ -12,7 +12,8 @@ A chunk is written into a tagged temporary folder and becomes part of the bag wh
 ``chunk_s`` seconds, at a size limit, or when the session ends): its summary ``<session>_<n>.json`` is
 written first, then the ``.mcap`` moved in, then ``metadata.yaml`` rebuilt from the summaries (atomically). A
 kill loses the open chunk only (its folder is swept at the next start); dropping a chunk for the disk budget
-rebuilds the same way. Plain Python (``rosbags`` serialises the messages; no ROS installation needed).
+goes in reverse (summary, metadata, then the ``.mcap``).
+Plain Python (``rosbags`` serialises the messages; no ROS installation needed).
 """
 
 from __future__ import annotations
@@ -207,10 +208,15 @@ def units(root: Path) -> list[Unit]:
 
 
 def drop(unit: Unit) -> None:
-    """Delete a closed chunk and rebuild its session's metadata."""
-    unit.path.with_suffix(".mcap").unlink(missing_ok=True)
+    """Delete a closed chunk: its summary, then ``metadata.yaml`` rebuilt without it, then its ``.mcap``, so
+    that a reader opening the live bag never finds a listed file missing (but one that read the metadata
+    just before may: see ``robot_logs``)."""
+    mcap = unit.path.with_suffix(".mcap")
     unit.path.unlink(missing_ok=True)
     rebuild_metadata(unit.path.parent)
+    mcap.unlink(missing_ok=True)
+    if unit.path.parent.is_dir() and not any(unit.path.parent.iterdir()):  # (its last chunk: the folder goes)
+        unit.path.parent.rmdir()
 
 
 def sweep(root: Path) -> None:
