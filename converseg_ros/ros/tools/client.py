@@ -53,22 +53,53 @@ class ConverSegClient:
         )
 
     def node_cameras(self, timeout_s: float = 10.0) -> list[str]:
-        """The node's cameras, from the graph: ``[""]`` for one unnamed camera, else their names (sorted);
-        [] when no node answers on the query topic within ``timeout_s``."""
+        """The node's cameras: ``[""]`` for one unnamed camera, else their names (sorted); [] when no node
+        answers on the query topic within ``timeout_s``. Read from the node's ``cameras`` parameter (complete
+        at once; the graph may not have shown every camera's topics yet), else from the graph."""
         deadline = time.monotonic() + timeout_s
-        result_type = "converseg_ros/msg/SegmentationResult"
         while time.monotonic() < deadline:
             if self._query_pub.get_subscription_count():
-                found = []
-                for name, types in self.node.get_topic_names_and_types():
-                    rest = name[len(self._prefix) :] if name.startswith(self._prefix) else ""
-                    ours = rest == "result" or rest.count("/") == 1 and rest.endswith("/result")
-                    if ours and result_type in types and self.node.get_publishers_info_by_topic(name):
-                        found.append(rest[: -len("result")].rstrip("/"))  # (our own subscription is no camera)
+                subscribers = [i for i in self.node.get_subscriptions_info_by_topic(self._query_pub.topic_name)
+                               if (i.node_name, i.node_namespace) != (self.node.get_name(), self.node.get_namespace())]
+                for info in subscribers:
+                    cameras = self._cameras_parameter(info.node_namespace, info.node_name, deadline)
+                    if cameras is not None:
+                        return sorted(cameras)
+                found = self._cameras_in_graph()  # (a node without the parameter service)
                 if found:
-                    return sorted(found)
+                    return found
             rclpy.spin_once(self.node, timeout_sec=0.05)
-        return []
+        return self._cameras_in_graph()
+
+    def _cameras_parameter(self, namespace: str, name: str, deadline: float) -> list[str] | None:
+        """The ``cameras`` parameter of node ``namespace/name``; None if it does not answer by ``deadline``."""
+        from rcl_interfaces.msg import ParameterType
+        from rcl_interfaces.srv import GetParameters
+
+        client = self.node.create_client(GetParameters, f"{namespace.rstrip('/')}/{name}/get_parameters")
+        try:
+            if not client.wait_for_service(timeout_sec=max(0.0, deadline - time.monotonic())):
+                return None
+            future = client.call_async(GetParameters.Request(names=["cameras"]))
+            while not future.done() and time.monotonic() < deadline:
+                rclpy.spin_once(self.node, timeout_sec=0.05)
+            values = future.result().values if future.done() else []
+            if not values or values[0].type != ParameterType.PARAMETER_STRING_ARRAY:
+                return None
+            return list(values[0].string_array_value) or [""]
+        finally:
+            self.node.destroy_client(client)
+
+    def _cameras_in_graph(self) -> list[str]:
+        """Cameras whose result topics the graph shows a publisher for (sorted)."""
+        found = []
+        result_type = "converseg_ros/msg/SegmentationResult"
+        for name, types in self.node.get_topic_names_and_types():
+            rest = name[len(self._prefix) :] if name.startswith(self._prefix) else ""
+            ours = rest == "result" or rest.count("/") == 1 and rest.endswith("/result")
+            if ours and result_type in types and self.node.get_publishers_info_by_topic(name):
+                found.append(rest[: -len("result")].rstrip("/"))  # (our own subscription is no camera)
+        return sorted(found)
 
     def follow(self, cameras: list[str]) -> None:
         """Read the results of ``cameras`` (e.g. every camera of the node for a query to all of them) instead."""
