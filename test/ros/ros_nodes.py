@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,3 +100,15 @@ def start_node(
             return node
     node.stop()
     raise AssertionError(f"converseg_node not {'active' if active else 'up'} after {timeout} s:\n{node.output()}")
+
+
+def start_camera(
+    source: list[str], topic: str, rate_hz: float, output: int | None = subprocess.PIPE
+) -> subprocess.Popen:
+    """A camera in its own process: the replay tool looping ``source`` (``["--bag", path]`` or
+    ``["--skimage", "coffee", "--max-width", "160"]``) on ``topic`` at ``rate_hz`` once a subscriber is there;
+    its output piped as text (``output``: e.g. ``subprocess.DEVNULL`` to drop it)."""
+    cmd = [sys.executable, "-m", "converseg_ros.ros.tools.replay", *source, "--rate", str(rate_hz), "--loop",
+           "--topic", topic, "--wait-subscriber", "20"]
+    err = subprocess.STDOUT if output == subprocess.PIPE else output
+    return subprocess.Popen(cmd, cwd="/", stdout=output, stderr=err, text=True)

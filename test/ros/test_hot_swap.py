@@ -16,7 +16,7 @@ from camera_helpers import set_parameters
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.parameter import Parameter
 from ros_helpers import Collector, call, spin_until
-from ros_nodes import start_node
+from ros_nodes import start_camera, start_node
 
 from converseg_ros.msg import ModelStatus, SegmentationQuery, SegmentationResult
 from converseg_ros.ros.msgs import qos
@@ -36,11 +36,7 @@ MAX_GAP_FRAMES = 15
 def swap_rig(ros, tmp_path_factory):  # noqa: ANN001, ANN201
     folder = tmp_path_factory.mktemp("swap")
     node = start_node(ros, NS, ["-p", "track_reground_every:=10"], folder / "converseg_node.log")
-    camera = subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--skimage", "coffee", "--max-width", "160",
-         "--rate", str(RATE_HZ), "--loop", "--topic", f"{NS}/image", "--wait-subscriber", "20"],
-        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    camera = start_camera(["--skimage", "coffee", "--max-width", "160"], f"{NS}/image", RATE_HZ)
     results = Collector(ros, SegmentationResult, f"{NS}/result")
     statuses = Collector(ros, ModelStatus, f"{NS}/model_status", qos.latched_qos())
     queries = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from camera_helpers import set_parameters
 from ros_helpers import Collector, spin_for, spin_until
-from ros_nodes import REPO, start_node
+from ros_nodes import REPO, start_camera, start_node
 
 from converseg_ros.data.rosbag_writer import write_video_bag
 from converseg_ros.data.synthetic_video import camera_sweep
@@ -37,11 +37,7 @@ TRAIN = ["--steps", "60", "--batch-size", "4", "--lr", "3e-4", "--train-set", "o
 
 
 def camera(bag: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--bag", str(bag), "--rate", "10", "--loop",
-         "--topic", f"{NS}/image", "--wait-subscriber", "20"],
-        cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    return start_camera(["--bag", str(bag)], f"{NS}/image", 10, output=subprocess.DEVNULL)
 
 
 def improve(args: list[str], log: Path) -> subprocess.Popen:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from camera_helpers import set_parameters
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_helpers import Collector, call, spin_for, spin_until
-from ros_nodes import REPO, start_node
+from ros_nodes import REPO, start_camera, start_node
 
 from converseg_ros.data.rosbag_writer import write_video_bag
 from converseg_ros.data.synthetic_video import camera_sweep
@@ -45,11 +44,7 @@ def rec(ros, photos, tmp_path_factory):  # noqa: ANN001, ANN201
               "-p", "track_reground_every:=3", "-p", "track_min_iou:=0.0", "-p", "track_min_object_score:=-1000000.0",
               "-p", "min_region_area_px:=1000000"]  # no region survives: every answer "found nothing"
     node = start_node(ros, NS, params, folder / "converseg_node.log")
-    camera = subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--bag", str(video), "--rate", "10", "--loop",
-         "--topic", f"{NS}/image", "--wait-subscriber", "20"],
-        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    camera = start_camera(["--bag", str(video)], f"{NS}/image", 10)
     results = Collector(ros, SegmentationResult, f"{NS}/result")
     diags = Collector(ros, DiagnosticArray, "/diagnostics")
     queries = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())

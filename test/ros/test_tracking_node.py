@@ -6,14 +6,11 @@ frame's encoding; MODE_STOP ends one."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from camera_helpers import set_parameters
 from ros_helpers import Collector, call, spin_for, spin_until
-from ros_nodes import start_node
+from ros_nodes import start_camera, start_node
 
 from converseg_ros.data.rosbag_writer import write_video_bag
 from converseg_ros.data.synthetic_video import camera_sweep
@@ -38,11 +35,7 @@ def tracking(ros, photos, tmp_path_factory):  # noqa: ANN001, ANN201
     params = ["-p", f"track_reground_every:={EVERY}", "-p", "track_min_iou:=0.0",
               "-p", "track_min_object_score:=-1000000.0"]
     node = start_node(ros, NS, params, folder / "converseg_node.log")
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "converseg_ros.ros.tools.replay", "--bag", str(bag), "--rate", "5", "--loop",
-         "--topic", f"{NS}/image", "--wait-subscriber", "20"],
-        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    replay = start_camera(["--bag", str(bag)], f"{NS}/image", 5)
     results = Collector(ros, SegmentationResult, f"{NS}/result")
     query_pub = ros.create_publisher(SegmentationQuery, f"{NS}/query", qos.command_qos())
     assert spin_until(ros, lambda: query_pub.get_subscription_count() and publisher_count(ros, results.sub), 20.0)
