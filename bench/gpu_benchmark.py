@@ -133,6 +133,7 @@ def stage_times(engine, clock: Clock, image: np.ndarray) -> dict[str, float]:
             "decoder_ms": clock.median(lambda: engine._decode(frame, *suffix_out)),
             "postprocess_ms": clock.median(post),
         }
+    # derived, not timed: a difference of two medians (noise can make it <= 0 with few --iters)
     times["qwen_text_prefix_ms"] = times["qwen_prefix_ms"] - times["qwen_vision_ms"]
     times["prefix_tokens"] = int(inputs["input_ids"].shape[1])
     return times
