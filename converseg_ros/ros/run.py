@@ -68,7 +68,10 @@ def main(args: list[str] | None = None, startup_log: Sequence[str] = ()) -> int:
             target=_spin, args=(executor, stopping, node.get_logger()), name="converseg-executor"
         )
         spinner.start()
-        stopping.wait()
+        # A timed wait: a signal delivered to another thread (DDS's, the executor's) only flags it for the
+        # main thread, which runs the handler when it next wakes; an untimed wait never would.
+        while not stopping.wait(0.2):
+            pass
     except ShutdownRequested as exc:
         if node is not None:
             node.get_logger().info(f"{exc}: shutting down")

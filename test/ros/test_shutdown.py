@@ -125,3 +125,47 @@ def test_a_signal_that_a_library_swallows_during_start_up_still_exits_0(tmp_path
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "the library broke on the signal" in text and "shutting down" in text and "Traceback" not in text
+
+
+SIGNAL_ON_ANOTHER_THREAD = """
+import signal, threading, time
+from converseg_ros import node
+from converseg_ros.ros.node import ConverSegNode
+
+activate = ConverSegNode.trigger_activate
+
+def activate_then_signal_a_thread(self):
+    result = activate(self)
+
+    def signal_me():  # the kernel may hand a process's SIGINT to any thread: here, deliberately, to this one
+        time.sleep(1.0)
+        self.get_logger().info("SIGINT to a thread that is not the main one")
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    threading.Thread(target=signal_me, daemon=True).start()
+    return result
+
+ConverSegNode.trigger_activate = activate_then_signal_a_thread
+node.main()
+"""
+
+
+def test_a_signal_delivered_to_another_thread_still_stops_the_node(tmp_path: Path) -> None:
+    """Seen in CI (Jazzy, once): SIGINT went to one of the process's other threads; the main thread, blocked
+    in an untimed wait, never ran the handler and the node ignored the signal for 20 s until killed."""
+    from converseg_ros.ros.tools.node_command import node_command, node_env
+
+    cmd = node_command("/cs_sig_thread", {"preset": "tiny", "device": "cpu"})
+    log = tmp_path / "thread.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([cmd[0], "-c", SIGNAL_ON_ANOTHER_THREAD, *cmd[3:]], stdout=out,
+                                stderr=subprocess.STDOUT, env=node_env(), cwd="/", start_new_session=True)
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+            code = None
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "not the main one" in text and "shutting down" in text and "Traceback" not in text
